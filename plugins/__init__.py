@@ -1,0 +1,1 @@
+"""Plugins: per-decision request transformations (PII, system prompt, headers, budgets)."""

@@ -1,0 +1,1 @@
+"""Policies: operator YAML compiled into an immutable snapshot that decides each request."""

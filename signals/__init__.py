@@ -1,0 +1,1 @@
+"""Signals: everything irtgate measures about a request. Signals score; policies decide."""

@@ -1,0 +1,107 @@
+"""The signal interface: one small typed module per signal, registered by name.
+
+A signal reads a :class:`SignalContext` (the parsed request plus shared, lazily computed
+resources such as the one encoder pass) and returns flat named values. Policies compare
+those values in their ``when`` trees; signals never decide anything themselves.
+
+Only the signals a loaded policy references are built and computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from signals.request import LLMRequest
+
+# A signal value: numbers, flags, labels, or a set of labels (e.g. PII types found).
+Value = float | int | bool | str | tuple[str, ...]
+
+
+class EmbeddingSource(Protocol):
+    """Computes the request's embedding. Implemented by the encoder layer."""
+
+    def embed_request(self, request: LLMRequest) -> np.ndarray: ...
+
+
+@dataclass
+class SignalContext:
+    """Per-request state shared by all signals: one request, at most one encoder pass."""
+
+    request: LLMRequest
+    embedder: EmbeddingSource | None = None
+    _embedding: np.ndarray | None = field(default=None, init=False, repr=False)
+    # Values other signals already produced, so a signal may build on another (e.g. the
+    # domain head and the IRT heads both read the same embedding).
+    scratch: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def embedding(self) -> np.ndarray:
+        if self._embedding is None:
+            if self.embedder is None:
+                raise RuntimeError("this signal needs an encoder, but none is configured")
+            self._embedding = self.embedder.embed_request(self.request)
+        return self._embedding
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the encoder has run for this request (tests assert it runs once)."""
+        return self._embedding is not None
+
+
+@runtime_checkable
+class Signal(Protocol):
+    """A computed signal. ``fields`` declares each output's type for policy validation."""
+
+    name: ClassVar[str]
+    fields: ClassVar[Mapping[str, type]]
+
+    def compute(self, ctx: SignalContext) -> Mapping[str, Value]: ...
+
+
+# A factory builds a signal from its policy parameters (already-parsed YAML mapping) and
+# the shared resources (encoder, router). It raises ValueError naming the bad parameter.
+SignalFactory = Callable[[Mapping[str, Any], "Resources"], Signal]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Heavy shared objects, loaded once at start-up and handed to signal factories."""
+
+    embedder: EmbeddingSource | None = None
+    router: Any = None  # signals.irt.runtime.IRTRouter once loaded
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, tuple[type[Signal] | None, SignalFactory]] = {}
+
+
+def register(name: str, cls: type[Signal] | None = None) -> Callable[[SignalFactory], SignalFactory]:
+    """Register a signal factory under ``name`` (decorator)."""
+
+    def deco(factory: SignalFactory) -> SignalFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"signal {name!r} registered twice")
+        _REGISTRY[name] = (cls, factory)
+        return factory
+
+    return deco
+
+
+def registered() -> Mapping[str, tuple[type[Signal] | None, SignalFactory]]:
+    _load_builtin()
+    return dict(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers them; they import nothing heavy at module level.
+    import importlib
+
+    for mod in ("length", "keyword", "language", "pii", "domain", "difficulty"):
+        try:
+            importlib.import_module(f"signals.{mod}")
+        except ModuleNotFoundError as e:  # a signal not written yet
+            if e.name != f"signals.{mod}":
+                raise

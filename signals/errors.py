@@ -1,0 +1,58 @@
+"""The short, explicit list of errors a client may see.
+
+Anything that is not a :class:`ClientError` is an internal error: it is logged and counted
+and the client gets the generic ``internal_error`` below, never a stack trace.
+Bodies follow the OpenAI error shape ``{"error": {"message", "type", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class ClientError(Exception):
+    status: int
+    type: str
+    code: str
+    message: str
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {"error": {"message": self.message, "type": self.type, "code": self.code}},
+            separators=(",", ":"),
+        ).encode()
+
+    def with_message(self, message: str) -> ClientError:
+        return ClientError(self.status, self.type, self.code, message)
+
+
+INVALID_JSON: Final = ClientError(400, "invalid_request_error", "invalid_json", "body is not valid JSON")
+INVALID_REQUEST: Final = ClientError(400, "invalid_request_error", "invalid_request", "invalid request")
+UNSUPPORTED_MEDIA_TYPE: Final = ClientError(
+    415, "invalid_request_error", "unsupported_media_type", "content-type must be application/json"
+)
+BODY_TOO_LARGE: Final = ClientError(
+    413, "invalid_request_error", "request_too_large", "request body exceeds the configured limit"
+)
+UNKNOWN_MODEL: Final = ClientError(400, "invalid_request_error", "model_not_found", "unknown model")
+POLICY_BLOCKED: Final = ClientError(
+    403, "permission_error", "policy_blocked", "request blocked by policy"
+)
+NO_CANDIDATE: Final = ClientError(
+    503, "server_error", "no_candidate", "no configuration satisfies the routing policy"
+)
+INTERNAL: Final = ClientError(500, "server_error", "internal_error", "internal error in irtgate")
+
+ALL: Final = (
+    INVALID_JSON,
+    INVALID_REQUEST,
+    UNSUPPORTED_MEDIA_TYPE,
+    BODY_TOO_LARGE,
+    UNKNOWN_MODEL,
+    POLICY_BLOCKED,
+    NO_CANDIDATE,
+    INTERNAL,
+)
