@@ -24,7 +24,12 @@ def _register() -> None:
     # Each module adds its commands to `app` (or a sub-typer) when imported.
     import importlib
 
-    for mod in ("server.cli_gateway", "server.cli_router", "server.cli_policy"):
+    for mod in (
+        "server.cli_gateway",
+        "server.cli_router",
+        "server.cli_eval",
+        "server.cli_policy",
+    ):
         try:
             importlib.import_module(mod).register(app)
         except ModuleNotFoundError as e:  # a command group not written yet

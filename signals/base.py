@@ -78,7 +78,9 @@ class Resources:
 _REGISTRY: dict[str, tuple[type[Signal] | None, SignalFactory]] = {}
 
 
-def register(name: str, cls: type[Signal] | None = None) -> Callable[[SignalFactory], SignalFactory]:
+def register(
+    name: str, cls: type[Signal] | None = None
+) -> Callable[[SignalFactory], SignalFactory]:
     """Register a signal factory under ``name`` (decorator)."""
 
     def deco(factory: SignalFactory) -> SignalFactory:

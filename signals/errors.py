@@ -29,8 +29,12 @@ class ClientError(Exception):
         return ClientError(self.status, self.type, self.code, message)
 
 
-INVALID_JSON: Final = ClientError(400, "invalid_request_error", "invalid_json", "body is not valid JSON")
-INVALID_REQUEST: Final = ClientError(400, "invalid_request_error", "invalid_request", "invalid request")
+INVALID_JSON: Final = ClientError(
+    400, "invalid_request_error", "invalid_json", "body is not valid JSON"
+)
+INVALID_REQUEST: Final = ClientError(
+    400, "invalid_request_error", "invalid_request", "invalid request"
+)
 UNSUPPORTED_MEDIA_TYPE: Final = ClientError(
     415, "invalid_request_error", "unsupported_media_type", "content-type must be application/json"
 )

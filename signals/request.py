@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from signals.text import PromptText
 
 
-class ApiKind(str, Enum):
+class ApiKind(StrEnum):
     CHAT = "chat_completions"  # POST /v1/chat/completions
     RESPONSES = "responses"  # POST /v1/responses
     MESSAGES = "anthropic_messages"  # POST /v1/messages

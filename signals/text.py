@@ -18,6 +18,7 @@ class PromptText:
     """An immutable string whose content is only available through :meth:`reveal`."""
 
     __slots__ = ("_value",)
+    _value: str
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
@@ -51,6 +52,6 @@ class PromptText:
     def __format__(self, spec: str) -> str:
         return str(self)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> tuple[object, ...]:
         # Pickling would be a side door out of the type; refuse it.
         raise TypeError("PromptText cannot be pickled")
