@@ -20,8 +20,32 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """IRT-based LLM router beside Envoy (ext_proc)."""
+
+
+@app.command()
+def version() -> None:
+    """Print irtgate's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        typer.echo(dist_version("irtgate"))
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        typer.echo("unknown")
+
+
+_registered = False
+
+
 def _register() -> None:
     # Each module adds its commands to `app` (or a sub-typer) when imported.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     import importlib
 
     for mod in (
@@ -49,13 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except typer.Abort:
         return 1
-    except Exception as e:  # click usage errors and friends
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except typer.TyperException as e:  # usage errors and friends
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(e, "exit_code", 2))
     return 0
 
 
