@@ -1,0 +1,160 @@
+"""The router card: what a trained router is, in a form a person can read (``router.yaml``).
+
+The card is the single source of the router's metadata at serving time (configuration
+names, expected costs, encoder), and documentation for people: abilities with a 1-D
+summary, training data, hyper-parameters, the validation sweep and measured metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CARD_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return float(round(float(x), nd))
+
+
+def configurations_section(
+    configs: Sequence[str],
+    theta: np.ndarray,
+    mean_a: np.ndarray,
+    expected_cost: Sequence[float],
+    mean_p: Sequence[float],
+    observed_acc: Sequence[float],
+) -> list[dict[str, Any]]:
+    """Per configuration: ability vector, its norm, and two 1-D summaries.
+
+    ``strength`` is ``ā·θ_g``: the configuration's logit on an item of average
+    discrimination, so configurations sort by it the way they would on a typical query.
+    ``mean_p_train`` is the mean predicted P(correct) over the training items, and
+    ``observed_accuracy`` the mean observed score there, to compare the two.
+    """
+    out = []
+    for i, name in enumerate(configs):
+        cost = float(expected_cost[i])
+        out.append(
+            {
+                "name": name,
+                "expected_cost": None if not np.isfinite(cost) else float(f"{cost:.6g}"),
+                "strength": _r(float(mean_a @ theta[i])),
+                "mean_p_train": _r(mean_p[i]),
+                "observed_accuracy": _r(observed_acc[i]),
+                "ability_norm": _r(float(np.linalg.norm(theta[i]))),
+                "ability": [_r(v) for v in theta[i]],
+            }
+        )
+    return out
+
+
+def build_card(
+    *,
+    configurations: list[dict[str, Any]],
+    encoder: Mapping[str, Any],
+    training: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    validation_sweep: Sequence[Mapping[str, Any]] = (),
+    metrics: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    name: str = "irtgate-router",
+) -> dict[str, Any]:
+    return {
+        "card_version": CARD_VERSION,
+        "name": name,
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": "2PL multidimensional IRT on frozen embeddings: "
+        "P(correct) = sigmoid(a(e)·theta_g - b(e)); difficulty reported as b - a·mean(theta)",
+        "encoder": dict(encoder),
+        "configurations": configurations,
+        "training": dict(training),
+        "hyperparameters": dict(hyperparameters),
+        "validation_sweep": [dict(r) for r in validation_sweep],
+        "metrics": dict(metrics or {}),
+        "notes": list(notes),
+    }
+
+
+def render_card(card: Mapping[str, Any]) -> str:
+    """A plain-text view of a card for ``irtgate router show``."""
+    lines: list[str] = []
+    enc = card.get("encoder", {})
+    lines.append(f"router   {card.get('name', '?')}  (created {card.get('created', '?')})")
+    lines.append(f"model    {card.get('model', '?')}")
+    lines.append(
+        f"encoder  {enc.get('name', '?')}  dim={enc.get('dim', '?')}  "
+        f"hash={str(enc.get('hash', '?'))[:16]}"
+    )
+    hp = card.get("hyperparameters", {})
+    if hp:
+        lines.append("hyper    " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+    cfgs = sorted(card.get("configurations", []), key=lambda c: -float(c.get("strength", 0.0)))
+    lines.append("")
+    lines.append("configurations (strongest first; strength = logit on an average item)")
+    w = max((len(str(c.get("name", ""))) for c in cfgs), default=4)
+    lines.append(
+        f"  {'name':<{w}}  {'strength':>8}  {'meanP':>6}  {'obs':>6}  {'|θ|':>6}  "
+        f"{'cost $':>10}  ability θ"
+    )
+    for c in cfgs:
+        cost = c.get("expected_cost")
+        cost_s = "n/a" if cost is None else f"{float(cost):.3g}"
+        theta = " ".join(f"{v:+.2f}" for v in c.get("ability", []))
+        lines.append(
+            f"  {c['name']:<{w}}  {c.get('strength', 0.0):>8.3f}  "
+            f"{c.get('mean_p_train', 0.0):>6.3f}  {c.get('observed_accuracy', 0.0):>6.3f}  "
+            f"{c.get('ability_norm', 0.0):>6.3f}  {cost_s:>10}  {theta}"
+        )
+    tr = card.get("training", {})
+    if tr:
+        lines.append("")
+        lines.append("training data")
+        for f in tr.get("files", []):
+            lines.append(
+                f"  {f.get('name')}: {f.get('items')} items, sha256 {f.get('sha256', '')[:12]}"
+            )
+        for k in ("n_items", "n_fit", "n_val", "best_epoch", "epochs_run", "seconds"):
+            if k in tr:
+                lines.append(f"  {k}: {tr[k]}")
+    sweep = card.get("validation_sweep", [])
+    if sweep:
+        lines.append("")
+        lines.append("validation sweep")
+        keys = list(sweep[0].keys())
+        lines.append("  " + "  ".join(f"{k:>10}" for k in keys))
+        for r in sweep:
+            lines.append("  " + "  ".join(f"{_fmt(r.get(k)):>10}" for k in keys))
+    met = card.get("metrics", {})
+    if met:
+        lines.append("")
+        lines.append("metrics")
+        for k, v in met.items():
+            lines.append(f"  {k}: {_fmt(v)}")
+    notes = card.get("notes", [])
+    if notes:
+        lines.append("")
+        lines.append("notes")
+        lines.extend(f"  - {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    return str(v)

@@ -1,0 +1,162 @@
+"""Write a trained :class:`IRTModel` as a router directory: ONNX heads + a readable card.
+
+The directory holds
+
+* ``heads.onnx``: input ``embedding`` [N, d] (L2-normalised, float32) → outputs
+  ``difficulty`` [N], ``discrimination`` [N, k] and ``p_correct`` [N, G]. When the model
+  uses the kNN warm-up, the training embeddings (float16) and the top-k/mean step are part of
+  the graph, so serving computes exactly what evaluation measured.
+* ``router.yaml``: the router card (see :mod:`signals.irt.card`).
+
+The graph is built with ``onnx.helper`` from the numpy parameters, so exporting needs the
+``onnx`` package but no torch. ``onnx`` is imported inside the functions: only training and
+export need it, the server only needs onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signals.irt.model import IRTModel
+
+HEADS_FILE = "heads.onnx"
+CARD_FILE = "router.yaml"
+OPSET = 17
+
+
+def difficulty_from(a: np.ndarray, b: np.ndarray, theta_mean: np.ndarray) -> np.ndarray:
+    """The reported difficulty: the item's logit difficulty against the average ability.
+
+    In the multidimensional model the raw intercept ``b`` alone is not comparable across
+    items (a large ``a`` also pushes P up or down), so the scalar we report is
+    ``b − a·θ̄``: minus the logit of P(correct) for a configuration of mean ability. Higher
+    means harder, 0 means an average configuration has even odds.
+    """
+    out: np.ndarray = b - a @ theta_mean
+    return out
+
+
+def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
+    """The ONNX ModelProto for ``model``'s heads (and warm-up, if any)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = model._require()
+    cfg = model.config
+    d = p.W1.shape[0] if p.W1.size else p.Wa.shape[0]
+    k, g = p.theta.shape[1], p.theta.shape[0]
+    f32 = np.float32
+
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def const(name: str, arr: np.ndarray, dtype: Any = f32) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=dtype), name))
+        return name
+
+    x = "embedding"
+    if cfg.knn_blend > 0 and model.train_embeddings is not None:
+        # Warm-up: mean of the top-k most similar training embeddings, blended in.
+        train = model.train_embeddings
+        kk = min(cfg.knn_k, train.shape[0])
+        const("knn_train_T_f16", train.T, np.float16)
+        const("knn_train_f16", train, np.float16)
+        const("knn_k", np.array([kk]), np.int64)
+        const("knn_lam", np.array(cfg.knn_blend))
+        const("knn_one_minus_lam", np.array(1.0 - cfg.knn_blend))
+        nodes += [
+            helper.make_node("Cast", ["knn_train_T_f16"], ["knn_train_T"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["knn_train_f16"], ["knn_train"], to=TensorProto.FLOAT),
+            helper.make_node("MatMul", [x, "knn_train_T"], ["knn_sim"]),
+            helper.make_node(
+                "TopK", ["knn_sim", "knn_k"], ["knn_val", "knn_idx"], axis=1, largest=1
+            ),
+            helper.make_node("Gather", ["knn_train", "knn_idx"], ["knn_rows"], axis=0),
+            helper.make_node("ReduceMean", ["knn_rows"], ["knn_mean"], axes=[1], keepdims=0),
+            helper.make_node("Mul", [x, "knn_one_minus_lam"], ["knn_x_part"]),
+            helper.make_node("Mul", ["knn_mean", "knn_lam"], ["knn_nb_part"]),
+            helper.make_node("Add", ["knn_x_part", "knn_nb_part"], ["warm"]),
+        ]
+        x = "warm"
+    h = x
+    if p.W1.size:
+        const("W1", p.W1)
+        const("c1", p.c1)
+        nodes += [
+            helper.make_node("MatMul", [x, "W1"], ["pre1"]),
+            helper.make_node("Add", ["pre1", "c1"], ["pre1b"]),
+            helper.make_node("Relu", ["pre1b"], ["hidden"]),
+        ]
+        h = "hidden"
+    const("Wa", p.Wa)
+    const("ca", p.ca)
+    const("wb", p.wb.reshape(-1, 1))
+    const("cb", np.asarray(p.cb).reshape(1))
+    const("thetaT", p.theta.T)
+    const("theta_mean", p.theta.mean(axis=0).reshape(-1, 1))
+    const("squeeze_axes", np.array([1]), np.int64)
+    nodes += [
+        helper.make_node("MatMul", [h, "Wa"], ["u"]),
+        helper.make_node("Add", ["u", "ca"], ["ub"]),
+        helper.make_node("Softplus", ["ub"], ["discrimination"]),
+        helper.make_node("MatMul", [h, "wb"], ["b0"]),
+        helper.make_node("Add", ["b0", "cb"], ["b_col"]),  # [N, 1]
+        helper.make_node("MatMul", ["discrimination", "thetaT"], ["ath"]),
+        helper.make_node("Sub", ["ath", "b_col"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["p_correct"]),
+        helper.make_node("MatMul", ["discrimination", "theta_mean"], ["a_mean"]),
+        helper.make_node("Sub", ["b_col", "a_mean"], ["diff_col"]),
+        helper.make_node("Squeeze", ["diff_col", "squeeze_axes"], ["difficulty"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "irtgate_heads",
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", d])],
+        [
+            helper.make_tensor_value_info("difficulty", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("discrimination", TensorProto.FLOAT, ["N", k]),
+            helper.make_tensor_value_info("p_correct", TensorProto.FLOAT, ["N", g]),
+        ],
+        initializer=inits,
+    )
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=producer
+    )
+    proto.ir_version = min(proto.ir_version, 9)  # readable by older onnxruntime builds
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def numpy_outputs(model: IRTModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the graph computes, in numpy (float64): difficulty, discrimination, P."""
+    a, b = model.item_params(X)
+    theta = model.abilities
+    from signals.irt.model import sigmoid
+
+    return difficulty_from(a, b, theta.mean(axis=0)), a, sigmoid(a @ theta.T - b[:, None])
+
+
+def export_router(
+    model: IRTModel,
+    out_dir: Path,
+    *,
+    configs: Sequence[str],
+    card: Mapping[str, Any],
+) -> Path:
+    """Write ``heads.onnx`` and ``router.yaml`` into ``out_dir`` (created); return it."""
+    import yaml
+
+    if len(configs) != model.abilities.shape[0]:
+        raise ValueError(
+            f"{len(configs)} configuration names for {model.abilities.shape[0]} abilities"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proto = build_graph(model)
+    (out_dir / HEADS_FILE).write_bytes(proto.SerializeToString())
+    with (out_dir / CARD_FILE).open("w", encoding="utf-8") as f:
+        yaml.safe_dump(dict(card), f, sort_keys=False, allow_unicode=True, width=100)
+    return out_dir

@@ -1,0 +1,326 @@
+"""Multidimensional 2PL IRT on frozen query embeddings, trained with numpy.
+
+For a query with embedding ``e`` and a configuration ``g``::
+
+    h      = e                      (linear heads)   or  relu(e·W1 + c1)  (one hidden layer)
+    a(e)   = softplus(h·Wa + ca)    discrimination, k-dim, positive
+    b(e)   = h·wb + cb              difficulty, scalar
+    P(g|e) = sigmoid(a(e)·θ_g − b(e))
+
+``θ_g`` (k-dim) is the configuration's ability. Scores may be fractional (soft labels: the
+share of sampled answers that were right) and may be missing (NaN): missing entries are
+masked out of the loss rather than treated as wrong. Training is mini-batch Adam on the
+masked binary cross-entropy plus L2, with analytic gradients (checked against finite
+differences in the tests) and early stopping on a held-out share of the training items, so
+neither training nor serving needs torch.
+
+Unseen queries can be "warmed up" as in IRT-Router: the embedding is blended with the mean
+of its nearest training embeddings before the heads run (``knn_blend``); the export keeps
+that step inside the ONNX graph so serving does exactly what evaluation measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class IRTConfig:
+    """Hyper-parameters. ``k`` ability dimensions; ``hidden`` 0 means linear heads."""
+
+    k: int = 8
+    hidden: int = 0
+    l2: float = 1e-4
+    l2_theta: float = 1e-4
+    lr: float = 3e-3
+    batch_size: int = 256
+    max_epochs: int = 300
+    patience: int = 15
+    val_frac: float = 0.1
+    seed: int = 0
+    # IRT-Router-style warm-up of unseen queries: e' = (1-λ)e + λ·mean(kNN train embeddings).
+    knn_blend: float = 0.0
+    knn_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {self.hidden}")
+        if not 0.0 <= self.val_frac < 1.0:
+            raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if not 0.0 <= self.knn_blend <= 1.0:
+            raise ValueError(f"knn_blend must be in [0, 1], got {self.knn_blend}")
+        if self.knn_k < 1:
+            raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sigmoid(z: Array) -> Array:
+    # Split by sign so exp never overflows.
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def softplus(u: Array) -> Array:
+    out: Array = np.logaddexp(0.0, u)
+    return out
+
+
+@dataclass
+class Params:
+    """All trainable arrays. ``W1``/``c1`` are empty when the heads are linear."""
+
+    Wa: Array  # (h, k)
+    ca: Array  # (k,)
+    wb: Array  # (h,)
+    cb: Array  # ()
+    theta: Array  # (G, k)
+    W1: Array = field(default_factory=lambda: np.zeros((0, 0)))
+    c1: Array = field(default_factory=lambda: np.zeros(0))
+
+    def names(self) -> tuple[str, ...]:
+        base = ("Wa", "ca", "wb", "cb", "theta")
+        return (*base, "W1", "c1") if self.W1.size else base
+
+    def arrays(self) -> dict[str, Array]:
+        return {n: getattr(self, n) for n in self.names()}
+
+    def copy(self) -> Params:
+        return Params(**{n: np.array(v, copy=True) for n, v in self.__dict__.items()})
+
+
+def init_params(d: int, n_configs: int, cfg: IRTConfig, rng: np.random.Generator) -> Params:
+    h = cfg.hidden or d
+    p = Params(
+        Wa=rng.normal(0.0, 0.1 / np.sqrt(h), (h, cfg.k)),
+        ca=np.zeros(cfg.k),
+        wb=rng.normal(0.0, 0.1 / np.sqrt(h), h),
+        cb=np.zeros(()),
+        theta=rng.normal(0.0, 0.1, (n_configs, cfg.k)),
+    )
+    if cfg.hidden:
+        p.W1 = rng.normal(0.0, np.sqrt(2.0 / d), (d, cfg.hidden))
+        p.c1 = np.zeros(cfg.hidden)
+    return p
+
+
+def heads(p: Params, X: Array) -> tuple[Array, Array]:
+    """Discrimination ``a`` (n, k) and difficulty ``b`` (n,) for embeddings ``X`` (n, d)."""
+    H = np.maximum(X @ p.W1 + p.c1, 0.0) if p.W1.size else X
+    return softplus(H @ p.Wa + p.ca), H @ p.wb + p.cb
+
+
+def prob(p: Params, X: Array) -> Array:
+    a, b = heads(p, X)
+    return sigmoid(a @ p.theta.T - b[:, None])
+
+
+def loss_and_grad(
+    p: Params, X: Array, Y: Array, M: Array, l2: float, l2_theta: float
+) -> tuple[float, dict[str, Array]]:
+    """Masked mean BCE (soft labels) + L2 on weights and abilities, and its gradient.
+
+    ``Y`` holds targets in [0, 1] (any value where ``M`` is 0), ``M`` the 0/1 mask.
+    """
+    hidden = bool(p.W1.size)
+    if hidden:
+        pre = X @ p.W1 + p.c1
+        H = np.maximum(pre, 0.0)
+    else:
+        H = X
+    U = H @ p.Wa + p.ca
+    A = softplus(U)
+    b = H @ p.wb + p.cb
+    Z = A @ p.theta.T - b[:, None]
+    n_obs = max(float(M.sum()), 1.0)
+    # BCE written with logaddexp so it stays finite for confident wrong predictions.
+    bce = (np.logaddexp(0.0, Z) - Y * Z) * M
+    reg = l2 * (np.sum(p.Wa**2) + np.sum(p.wb**2) + (np.sum(p.W1**2) if hidden else 0.0))
+    reg += l2_theta * np.sum(p.theta**2)
+    loss = float(bce.sum() / n_obs + reg)
+
+    dZ = (sigmoid(Z) - Y) * M / n_obs  # (n, G)
+    dA = dZ @ p.theta  # (n, k)
+    db = -dZ.sum(axis=1)  # (n,)
+    dU = dA * sigmoid(U)  # softplus' = sigmoid
+    g: dict[str, Array] = {
+        "Wa": H.T @ dU + 2 * l2 * p.Wa,
+        "ca": dU.sum(axis=0),
+        "wb": H.T @ db + 2 * l2 * p.wb,
+        "cb": np.asarray(db.sum()),
+        "theta": dZ.T @ A + 2 * l2_theta * p.theta,
+    }
+    if hidden:
+        dH = dU @ p.Wa.T + db[:, None] * p.wb[None, :]
+        dpre = dH * (pre > 0)
+        g["W1"] = X.T @ dpre + 2 * l2 * p.W1
+        g["c1"] = dpre.sum(axis=0)
+    return loss, g
+
+
+class _Adam:
+    def __init__(self, params: Params, lr: float) -> None:
+        self.lr = lr
+        self.t = 0
+        self.m = {n: np.zeros_like(v) for n, v in params.arrays().items()}
+        self.v = {n: np.zeros_like(v) for n, v in params.arrays().items()}
+
+    def step(self, params: Params, grads: dict[str, Array]) -> None:
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for n, g in grads.items():
+            self.m[n] = b1 * self.m[n] + (1 - b1) * g
+            self.v[n] = b2 * self.v[n] + (1 - b2) * g * g
+            mh = self.m[n] / (1 - b1**self.t)
+            vh = self.v[n] / (1 - b2**self.t)
+            setattr(params, n, getattr(params, n) - self.lr * mh / (np.sqrt(vh) + eps))
+
+
+def _check_xy(X: Array, Y: Array | None = None) -> None:
+    if X.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n, d), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("embeddings contain NaN or infinite values")
+    if Y is not None:
+        if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"scores must be (n, G) with n={X.shape[0]}, got {Y.shape}")
+        obs = Y[~np.isnan(Y)]
+        if obs.size == 0:
+            raise ValueError("scores have no observed entries")
+        if obs.min() < 0.0 or obs.max() > 1.0:
+            raise ValueError("scores must lie in [0, 1] (NaN for unknown)")
+
+
+def knn_mean(train: Array, X: Array, k: int, chunk: int = 2048) -> Array:
+    """Mean of the ``k`` most cosine-similar rows of ``train`` for each row of ``X``.
+
+    Both are L2-normalised embeddings, so a dot product is the cosine.
+    """
+    out = np.empty((X.shape[0], train.shape[1]), dtype=X.dtype)
+    k = min(k, train.shape[0])
+    for s in range(0, X.shape[0], chunk):
+        S = X[s : s + chunk] @ train.T
+        idx = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        out[s : s + chunk] = train[idx].mean(axis=1)
+    return out
+
+
+@dataclass
+class FitHistory:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+
+class IRTModel:
+    """2PL MIRT router model; implements the evaluation ``Method`` protocol."""
+
+    name = "irtgate"
+
+    def __init__(self, config: IRTConfig | None = None, **overrides: Any) -> None:
+        base = config or IRTConfig()
+        self.config = IRTConfig(**{**base.as_dict(), **overrides}) if overrides else base
+        self.params: Params | None = None
+        self.history = FitHistory()
+        self.train_embeddings: Array | None = None  # kept only when knn_blend > 0
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Array,
+        Y: Array,
+        costs: Array | None = None,
+        progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
+    ) -> None:
+        """Fit on embeddings ``X`` (n, d) and scores ``Y`` (n, G), NaN = unknown.
+
+        ``costs`` is accepted for the protocol and ignored: the model predicts correctness;
+        cost enters at selection time.
+        """
+        del costs
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        _check_xy(X, Y)
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        M = (~np.isnan(Y)).astype(np.float64)
+        Yf = np.nan_to_num(Y, nan=0.0)
+        n = X.shape[0]
+        order = rng.permutation(n)
+        n_val = round(n * cfg.val_frac) if n >= 20 else 0
+        val, tr = order[:n_val], order[n_val:]
+
+        p = init_params(X.shape[1], Y.shape[1], cfg, rng)
+        opt = _Adam(p, cfg.lr)
+        self.history = hist = FitHistory()
+        best, best_val, bad = p.copy(), np.inf, 0
+        epochs: Iterator[int] = iter(range(cfg.max_epochs))
+        if progress is not None:
+            epochs = progress(epochs)
+        for epoch in epochs:
+            perm = rng.permutation(tr)
+            tot = 0.0
+            for s in range(0, len(perm), cfg.batch_size):
+                bi = perm[s : s + cfg.batch_size]
+                loss, g = loss_and_grad(p, X[bi], Yf[bi], M[bi], cfg.l2, cfg.l2_theta)
+                opt.step(p, g)
+                tot += loss * len(bi)
+            hist.train_loss.append(tot / max(len(tr), 1))
+            if n_val == 0:
+                best, hist.best_epoch = p, epoch
+                continue
+            vloss, _ = loss_and_grad(p, X[val], Yf[val], M[val], 0.0, 0.0)
+            hist.val_loss.append(vloss)
+            if vloss < best_val - 1e-5:
+                best, best_val, bad, hist.best_epoch = p.copy(), vloss, 0, epoch
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    hist.stopped_early = True
+                    break
+        self.params = best
+        self.train_embeddings = np.asarray(X, dtype=np.float32) if cfg.knn_blend > 0 else None
+
+    # -- inference ------------------------------------------------------------------------
+    def _require(self) -> Params:
+        if self.params is None:
+            raise RuntimeError("IRTModel is not fitted")
+        return self.params
+
+    def warm(self, X: Array) -> Array:
+        """Apply the kNN warm-up (identity when ``knn_blend`` is 0)."""
+        lam = self.config.knn_blend
+        if lam <= 0 or self.train_embeddings is None:
+            return X
+        nb = knn_mean(self.train_embeddings.astype(X.dtype), X, self.config.knn_k)
+        return (1.0 - lam) * X + lam * nb
+
+    def item_params(self, X: Array) -> tuple[Array, Array]:
+        """Discrimination ``a`` (n, k) and difficulty ``b`` (n,) for embeddings ``X``."""
+        p = self._require()
+        X = np.asarray(X, dtype=np.float64)
+        _check_xy(X)
+        return heads(p, self.warm(X))
+
+    def predict(self, X: Array) -> Array:
+        """P(correct) per configuration, shape (n, G)."""
+        a, b = self.item_params(X)
+        return sigmoid(a @ self._require().theta.T - b[:, None])
+
+    @property
+    def abilities(self) -> Array:
+        return self._require().theta

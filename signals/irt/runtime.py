@@ -1,0 +1,170 @@
+"""Serving a trained router: one onnxruntime session over the IRT heads, created once.
+
+``IRTRouter.load()`` with no path loads the default router shipped in
+``signals/artifacts/routers/default``. Per request the caller hands in the request's
+embedding (computed once per request by the encoder the router was trained with, see
+:meth:`IRTRouter.embedder`) and gets P(correct) for every configuration.
+
+onnxruntime, numpy and yaml are imported inside the functions: importing this module costs
+nothing on the CLI/server start path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from signals.encoders.embedder import RequestEmbedder
+
+DEFAULT_ROUTER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "routers" / "default"
+HEADS_FILE = "heads.onnx"
+CARD_FILE = "router.yaml"
+
+
+class RouterLoadError(ValueError):
+    """A router directory is missing a file or its card is inconsistent."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """IRT read-out for one query. ``discrimination`` is the norm of the k-dim vector."""
+
+    difficulty: float
+    discrimination: float
+    p: Mapping[str, float]  # configuration -> P(correct)
+
+    def best(self) -> str:
+        """The configuration most likely to answer correctly (cost ignored)."""
+        return max(self.p, key=lambda c: self.p[c])
+
+
+def _card_list(card: Mapping[str, Any], path: Path) -> list[Mapping[str, Any]]:
+    cfgs = card.get("configurations")
+    if not isinstance(cfgs, list) or not cfgs:
+        raise RouterLoadError(f"{path}: card has no 'configurations' list")
+    for i, c in enumerate(cfgs):
+        if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+            raise RouterLoadError(f"{path}: configurations[{i}] has no 'name'")
+    return cfgs
+
+
+class IRTRouter:
+    """A loaded router: configurations, expected costs, card, and the ONNX heads."""
+
+    def __init__(self, directory: Path, card: Mapping[str, Any], session: Any) -> None:
+        cfgs = _card_list(card, directory / CARD_FILE)
+        self.directory = directory
+        self.card: Mapping[str, Any] = MappingProxyType(dict(card))
+        self.configs: tuple[str, ...] = tuple(str(c["name"]) for c in cfgs)
+        self.expected_cost: Mapping[str, float] = MappingProxyType(
+            {str(c["name"]): float(c.get("expected_cost", float("nan"))) for c in cfgs}
+        )
+        enc = card.get("encoder") or {}
+        if not isinstance(enc, Mapping) or not isinstance(enc.get("name"), str):
+            raise RouterLoadError(f"{directory / CARD_FILE}: card has no encoder name")
+        self.encoder_name: str = enc["name"]
+        self.encoder_hash: str | None = enc.get("hash")
+        self._session = session
+        inp = session.get_inputs()[0]
+        self.dim: int = int(inp.shape[1])
+        out_p = next(o for o in session.get_outputs() if o.name == "p_correct")
+        if isinstance(out_p.shape[1], int) and out_p.shape[1] != len(self.configs):
+            raise RouterLoadError(
+                f"{directory}: graph predicts {out_p.shape[1]} configurations, "
+                f"card lists {len(self.configs)}"
+            )
+        self._embedder: RequestEmbedder | None = None
+        self._embedder_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path | None = None, *, threads: int = 1) -> IRTRouter:
+        """Load a router directory (``None``: the default router shipped with irtgate)."""
+        import onnxruntime as ort
+        import yaml
+
+        directory = Path(path) if path is not None else DEFAULT_ROUTER_DIR
+        heads, card_file = directory / HEADS_FILE, directory / CARD_FILE
+        for f in (heads, card_file):
+            if not f.is_file():
+                raise RouterLoadError(f"router directory {directory} has no {f.name}")
+        try:
+            card = yaml.safe_load(card_file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise RouterLoadError(f"{card_file}: not valid YAML ({e})") from e
+        if not isinstance(card, Mapping):
+            raise RouterLoadError(f"{card_file}: the card must be a mapping")
+        opts = ort.SessionOptions()
+        # One request is a few small matmuls: threading costs more than it saves.
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(
+                str(heads), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise RouterLoadError(f"{heads}: cannot load the ONNX graph ({e})") from e
+        return cls(directory, card, session)
+
+    # -- inference -------------------------------------------------------------------------
+    def predict_batch(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Difficulty (n,), discrimination norm (n,), P (n, G) for embeddings (n, d)."""
+        import numpy as np
+
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have shape (n, {self.dim}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("embeddings contain NaN or infinite values")
+        diff, disc, p = self._session.run(None, {"embedding": x})
+        return diff, np.linalg.norm(disc, axis=1), p
+
+    def predict_full(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`predict_batch` but with the full k-dim discrimination (n, k)."""
+        import numpy as np
+
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have shape (n, {self.dim}), got {x.shape}")
+        diff, disc, p = self._session.run(None, {"embedding": x})
+        return diff, disc, p
+
+    def predict(self, embedding: np.ndarray) -> Prediction:
+        """The read-out for one query embedding (d,) or (1, d)."""
+        diff, disc, p = self.predict_batch(embedding)
+        if diff.shape[0] != 1:
+            raise ValueError(f"predict takes one embedding, got {diff.shape[0]}")
+        row = p[0]
+        return Prediction(
+            difficulty=float(diff[0]),
+            discrimination=float(disc[0]),
+            p=MappingProxyType({c: float(row[i]) for i, c in enumerate(self.configs)}),
+        )
+
+    # -- the encoder it was trained with ---------------------------------------------------
+    def embedder(self) -> RequestEmbedder:
+        """The request embedder for this router's encoder, loaded once and shared."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from signals.encoders.embedder import RequestEmbedder
+                from signals.encoders.load import load_encoder
+
+                self._embedder = RequestEmbedder(load_encoder(self.encoder_name))
+            return self._embedder
+
+    def __repr__(self) -> str:
+        return (
+            f"IRTRouter({self.directory.name!r}, encoder={self.encoder_name!r}, "
+            f"configs={len(self.configs)})"
+        )
