@@ -1,0 +1,112 @@
+"""all-MiniLM-L6-v2 as an int8 ONNX graph (mean pooling and L2 norm inside the graph)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signals.encoders.artifact import ArtifactInfo, read_artifact
+from signals.encoders.base import EncoderError
+
+THREADS_ENV = "IRTGATE_ENCODER_THREADS"
+
+
+def _threads() -> int:
+    raw = os.environ.get(THREADS_ENV, "")
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            raise EncoderError(f"{THREADS_ENV} must be an integer, got {raw!r}") from None
+        if n < 1:
+            raise EncoderError(f"{THREADS_ENV} must be >= 1, got {n}")
+        return n
+    # One 128-token pass is too small to split well over more than a couple of cores,
+    # and the gRPC loop needs a core of its own (see docs/encoders.md for the sweep).
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class MiniLMEncoder:
+    """Runs the shipped int8 graph on the token window: [CLS] + head + tail + [SEP]."""
+
+    name = "minilm"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import importlib
+
+        import onnxruntime as ort
+
+        # tokenizers ships no type information; treat it as Any rather than ignore-comment it.
+        Tokenizer: Any = importlib.import_module("tokenizers").Tokenizer
+
+        self.info: ArtifactInfo = read_artifact(path, "minilm")
+        tok_path = path / "tokenizer.json"
+        if not tok_path.is_file():
+            raise EncoderError(f"{path}: tokenizer.json is missing")
+        self._tokenizer = Tokenizer.from_file(str(tok_path))
+        # The upstream tokenizer.json pads and truncates to 128 on the right; the window
+        # does the cutting here instead.
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        cls_id = self._tokenizer.token_to_id("[CLS]")
+        sep_id = self._tokenizer.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise EncoderError(f"{tok_path}: no [CLS]/[SEP] tokens")
+        self._cls, self._sep = cls_id, sep_id
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or _threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self._session: Any = ort.InferenceSession(
+                str(self.info.weights), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise EncoderError(f"{self.info.weights}: cannot load ONNX graph ({e})") from e
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.window = self.info.window
+        self.dim: int = self.info.dim
+        self.truncations = 0
+
+    def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Windowed ids per text and whether each was cut, with [CLS]/[SEP]; counts truncations."""
+        clipped = [self.window.clip_chars(t) for t in texts]
+        encodings = self._tokenizer.encode_batch_fast(
+            [c[0] for c in clipped], add_special_tokens=False
+        )
+        out: list[list[int]] = []
+        cuts: list[bool] = []
+        for (_, char_cut), enc in zip(clipped, encodings, strict=True):
+            kept, cut = self.window.cut(enc.ids)
+            cuts.append(cut or char_cut)
+            out.append([self._cls, *kept, self._sep])
+        self.truncations += sum(cuts)
+        return out, cuts
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_counted(texts)[0]
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not a single str")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        ids, cuts = self.token_ids(texts)
+        width = max(len(x) for x in ids)
+        input_ids = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (emb,) = self._session.run(["sentence_embedding"], feeds)
+        return np.ascontiguousarray(emb, dtype=np.float32), cuts
