@@ -47,6 +47,10 @@ class IRTConfig:
     # IRT-Router-style warm-up of unseen queries: e' = (1-λ)e + λ·mean(kNN train embeddings).
     knn_blend: float = 0.0
     knn_k: int = 5
+    # Weight of a listwise term (softmax over configurations vs. normalised scores, on items
+    # where configurations disagree). BCE alone is dominated by item difficulty; routing
+    # depends on the configurations' differences within an item, which this term targets.
+    rank_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -57,6 +61,8 @@ class IRTConfig:
             raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
         if not 0.0 <= self.knn_blend <= 1.0:
             raise ValueError(f"knn_blend must be in [0, 1], got {self.knn_blend}")
+        if self.rank_weight < 0:
+            raise ValueError(f"rank_weight must be >= 0, got {self.rank_weight}")
         if self.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
 
@@ -129,7 +135,13 @@ def prob(p: Params, X: Array) -> Array:
 
 
 def loss_and_grad(
-    p: Params, X: Array, Y: Array, M: Array, l2: float, l2_theta: float
+    p: Params,
+    X: Array,
+    Y: Array,
+    M: Array,
+    l2: float,
+    l2_theta: float,
+    rank_weight: float = 0.0,
 ) -> tuple[float, dict[str, Array]]:
     """Masked mean BCE (soft labels) + L2 on weights and abilities, and its gradient.
 
@@ -153,6 +165,10 @@ def loss_and_grad(
     loss = float(bce.sum() / n_obs + reg)
 
     dZ = (sigmoid(Z) - Y) * M / n_obs  # (n, G)
+    if rank_weight > 0:
+        r_loss, r_grad = _rank_term(Z, Y, M)
+        loss += rank_weight * r_loss
+        dZ += rank_weight * r_grad
     dA = dZ @ p.theta  # (n, k)
     db = -dZ.sum(axis=1)  # (n,)
     dU = dA * sigmoid(U)  # softplus' = sigmoid
@@ -169,6 +185,32 @@ def loss_and_grad(
         g["W1"] = X.T @ dpre + 2 * l2 * p.W1
         g["c1"] = dpre.sum(axis=0)
     return loss, g
+
+
+def _rank_term(Z: Array, Y: Array, M: Array) -> tuple[float, Array]:
+    """Listwise cross-entropy between softmax(Z) and the normalised scores, per item.
+
+    Only items whose observed scores differ take part (all right or all wrong says nothing
+    about which configuration to pick); unobserved entries are left out of the softmax.
+    """
+    obs = M > 0
+    big = np.where(obs, Y, -np.inf).max(axis=1)
+    small = np.where(obs, Y, np.inf).min(axis=1)
+    use = (big > small) & (obs.sum(axis=1) >= 2)
+    grad = np.zeros_like(Z)
+    n_use = int(use.sum())
+    if n_use == 0:
+        return 0.0, grad
+    Zu, Yu, Mu = Z[use], Y[use] * M[use], obs[use]
+    Zm = np.where(Mu, Zu, -np.inf)
+    Zm = Zm - Zm.max(axis=1, keepdims=True)
+    ez = np.where(Mu, np.exp(Zm), 0.0)
+    s = ez / ez.sum(axis=1, keepdims=True)
+    q = Yu / Yu.sum(axis=1, keepdims=True)
+    logs = np.where(Mu, Zm - np.log(ez.sum(axis=1, keepdims=True)), 0.0)
+    loss = float(-(q * logs).sum() / n_use)
+    grad[use] = (s - q) / n_use
+    return loss, grad
 
 
 class _Adam:
@@ -276,14 +318,16 @@ class IRTModel:
             tot = 0.0
             for s in range(0, len(perm), cfg.batch_size):
                 bi = perm[s : s + cfg.batch_size]
-                loss, g = loss_and_grad(p, X[bi], Yf[bi], M[bi], cfg.l2, cfg.l2_theta)
+                loss, g = loss_and_grad(
+                    p, X[bi], Yf[bi], M[bi], cfg.l2, cfg.l2_theta, cfg.rank_weight
+                )
                 opt.step(p, g)
                 tot += loss * len(bi)
             hist.train_loss.append(tot / max(len(tr), 1))
             if n_val == 0:
                 best, hist.best_epoch = p, epoch
                 continue
-            vloss, _ = loss_and_grad(p, X[val], Yf[val], M[val], 0.0, 0.0)
+            vloss, _ = loss_and_grad(p, X[val], Yf[val], M[val], 0.0, 0.0, cfg.rank_weight)
             hist.val_loss.append(vloss)
             if vloss < best_val - 1e-5:
                 best, best_val, bad, hist.best_epoch = p.copy(), vloss, 0, epoch

@@ -1,0 +1,66 @@
+"""ONNX export: the graph computes what the numpy model computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from signals.irt.export import CARD_FILE, HEADS_FILE, export_router, numpy_outputs
+from signals.irt.model import IRTModel
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+def _fitted(**kw: object) -> tuple[IRTModel, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 12)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y = rng.random((300, 4))
+    Y[rng.random(Y.shape) < 0.2] = np.nan
+    m = IRTModel(k=3, max_epochs=20, **kw)  # type: ignore[arg-type]
+    m.fit(X, Y)
+    return m, X
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"hidden": 8}, {"knn_blend": 0.3, "knn_k": 5}], ids=["linear", "mlp", "knn"]
+)
+def test_onnx_matches_numpy(tmp_path: Path, kw: dict[str, object]) -> None:
+    m, X = _fitted(**kw)
+    configs = ["c0", "c1", "c2", "c3"]
+    export_router(m, tmp_path, configs=configs, card={"configurations": configs})
+    sess = ort.InferenceSession(str(tmp_path / HEADS_FILE), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(9)
+    Q = rng.normal(size=(50, 12)).astype(np.float32)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    diff, disc, p = sess.run(None, {"embedding": Q})
+    want_d, want_a, want_p = numpy_outputs(m, Q)
+    assert diff.shape == (50,) and disc.shape == (50, 3) and p.shape == (50, 4)
+    # The kNN warm-up stores training rows as float16 in the graph, hence its looser bound.
+    tol = 1e-3 if "knn_blend" in kw else 1e-5
+    assert np.abs(p - want_p).max() < tol
+    assert np.abs(disc - want_a).max() < tol
+    assert np.abs(diff - want_d).max() < tol * 10
+
+
+def test_linear_parity_is_below_1e_5(tmp_path: Path) -> None:
+    m, _ = _fitted()
+    export_router(m, tmp_path, configs=list("abcd"), card={})
+    sess = ort.InferenceSession(str(tmp_path / HEADS_FILE), providers=["CPUExecutionProvider"])
+    Q = np.random.default_rng(1).normal(size=(200, 12)).astype(np.float32)
+    _, disc, p = sess.run(None, {"embedding": Q})
+    _, want_a, want_p = numpy_outputs(m, Q)
+    assert np.abs(p - want_p).max() < 1e-5
+    assert np.abs(disc - want_a).max() < 1e-5
+
+
+def test_export_writes_card_and_checks_names(tmp_path: Path) -> None:
+    m, _ = _fitted()
+    export_router(m, tmp_path, configs=list("abcd"), card={"name": "t", "k": 3})
+    assert yaml.safe_load((tmp_path / CARD_FILE).read_text()) == {"name": "t", "k": 3}
+    with pytest.raises(ValueError, match="3 configuration names for 4"):
+        export_router(m, tmp_path / "x", configs=list("abc"), card={})
