@@ -1,0 +1,136 @@
+"""Build and run irtgate: ext_proc + Decide + gRPC health on one port, admin HTTP on another.
+
+:class:`Gateway` is what ``irtgate serve`` runs and what tests and ``irtgate up`` start in
+process (ports may be 0; the bound ports are read back after :meth:`Gateway.start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+import grpc
+from aiohttp import web
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from policies.outcome import Decider
+from proto import decide_pb2_grpc
+from server.admin import admin_app
+from server.core import GatewayCore
+from server.decide_service import DecideService
+from server.deciders import check_upstreams
+from server.extproc import ExternalProcessor
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICES = (
+    "envoy.service.ext_proc.v3.ExternalProcessor",
+    "irtgate.v1.Decide",
+)
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        decider: Decider,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        check_upstreams(settings, decider)
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics.create(self.registry)
+        self.core = GatewayCore(settings, decider, self.metrics)
+        self.grpc_port = settings.grpc_port
+        self.admin_port = settings.admin_port
+        self._ready = False
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        limit = self.settings.grpc_message_limit
+        server = grpc.aio.server(
+            options=[
+                # grpcio's 4 MiB default would turn large agent requests into 500s.
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ]
+        )
+        extproc_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.core), server)
+        decide_pb2_grpc.add_DecideServicer_to_server(DecideService(self.core), server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC on {self.settings.host}:{self.settings.grpc_port}")
+        await server.start()
+        self._server = server
+
+        runner = web.AppRunner(admin_app(self.registry, lambda: self._ready), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.admin_port)
+        await site.start()
+        self._runner = runner
+        self.admin_port = int(runner.addresses[0][1])
+
+        for name in ("", *SERVICES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._ready = True
+        log.info(
+            "irtgate serving: gRPC %s:%d, admin http://%s:%d",
+            self.settings.host,
+            self.grpc_port,
+            self.settings.host,
+            self.admin_port,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new work, let open streams finish (up to ``grace`` s), then close."""
+        self._ready = False
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.drain_grace_s if grace is None else grace)
+            self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+async def serve(settings: Settings) -> None:
+    """``irtgate serve``: run until SIGINT/SIGTERM, then drain."""
+    from server.deciders import load_decider
+
+    gateway = Gateway(settings, load_decider(settings))
+    await gateway.start()
+    try:
+        await wait_for_signal()
+    finally:
+        log.info("shutting down; draining streams for up to %.1f s", settings.drain_grace_s)
+        await gateway.stop()

@@ -1,0 +1,212 @@
+"""CLI commands for the gateway: ``serve``, ``up`` and ``envoy-config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from server.settings import FailMode, MiB, Settings, UnknownModelMode, Upstream
+
+HostOpt = Annotated[str, typer.Option(help="Address every component binds to.")]
+GrpcPortOpt = Annotated[int, typer.Option(help="ext_proc + Decide + gRPC health port.")]
+AdminPortOpt = Annotated[int, typer.Option(help="irtgate admin HTTP port (/healthz /metrics).")]
+PortOpt = Annotated[int, typer.Option("--port", help="Envoy listener port (clients connect here).")]
+EnvoyAdminOpt = Annotated[int, typer.Option(help="Envoy admin port.")]
+AliasOpt = Annotated[
+    list[str] | None, typer.Option("--alias", help="model value that asks for routing (repeat).")
+]
+BodyLimitOpt = Annotated[float, typer.Option(help="Request body limit in MiB (413 above).")]
+UnknownOpt = Annotated[
+    UnknownModelMode, typer.Option(help="Concrete model no upstream declares: pass or 400.")
+]
+FailOpt = Annotated[FailMode, typer.Option(help="irtgate down: closed = JSON 503, open = pass.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Envoy's per-message ext_proc timeout (s).")]
+UpstreamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--upstream", help="NAME=HOST:PORT[,model,...] (repeat); default: demo ones."),
+]
+DefaultUpOpt = Annotated[str | None, typer.Option(help="Upstream for unrouted traffic.")]
+PolicyOpt = Annotated[Path | None, typer.Option(help="Routing policy YAML.")]
+LogOpt = Annotated[str, typer.Option(help="Log level.")]
+
+
+def parse_upstream(spec: str) -> Upstream:
+    """``name=host:port[,model,...]`` → :class:`Upstream`."""
+    try:
+        name, rest = spec.split("=", 1)
+        addr, *models = rest.split(",")
+        host, port = addr.rsplit(":", 1)
+        return Upstream(name.strip(), host.strip(), int(port), tuple(m for m in models if m))
+    except ValueError as e:
+        raise typer.BadParameter(f"{spec!r}: expected NAME=HOST:PORT[,model,...] ({e})") from e
+
+
+def build_settings(
+    host: str,
+    grpc_port: int,
+    admin_port: int,
+    port: int,
+    envoy_admin_port: int,
+    alias: list[str] | None,
+    body_limit_mib: float,
+    unknown_model: UnknownModelMode,
+    fail_mode: FailMode,
+    message_timeout: float,
+    upstream: list[str] | None,
+    default_upstream: str | None,
+    policy: Path | None,
+) -> Settings:
+    kwargs: dict[str, object] = {}
+    if upstream:
+        ups = tuple(parse_upstream(s) for s in upstream)
+        kwargs["upstreams"] = ups
+        kwargs["default_upstream"] = default_upstream or ups[0].name
+    elif default_upstream:
+        kwargs["default_upstream"] = default_upstream
+    try:
+        return Settings(
+            host=host,
+            grpc_port=grpc_port,
+            admin_port=admin_port,
+            envoy_port=port,
+            envoy_admin_port=envoy_admin_port,
+            aliases=tuple(alias or ("auto",)),
+            body_limit=int(body_limit_mib * MiB),
+            unknown_model=unknown_model,
+            fail_mode=fail_mode,
+            message_timeout_s=message_timeout,
+            policy_path=policy,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+_D = Settings()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: HostOpt = _D.host,
+        grpc_port: GrpcPortOpt = _D.grpc_port,
+        admin_port: AdminPortOpt = _D.admin_port,
+        port: PortOpt = _D.envoy_port,
+        envoy_admin_port: EnvoyAdminOpt = _D.envoy_admin_port,
+        alias: AliasOpt = None,
+        body_limit_mib: BodyLimitOpt = _D.body_limit / MiB,
+        unknown_model: UnknownOpt = _D.unknown_model,
+        fail_mode: FailOpt = _D.fail_mode,
+        message_timeout: TimeoutOpt = _D.message_timeout_s,
+        upstream: UpstreamOpt = None,
+        default_upstream: DefaultUpOpt = None,
+        policy: PolicyOpt = None,
+        log_level: LogOpt = "info",
+    ) -> None:
+        """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
+        import asyncio
+
+        from server.app import serve as run
+
+        settings = build_settings(
+            host,
+            grpc_port,
+            admin_port,
+            port,
+            envoy_admin_port,
+            alias,
+            body_limit_mib,
+            unknown_model,
+            fail_mode,
+            message_timeout,
+            upstream,
+            default_upstream,
+            policy,
+        )
+        _logging(log_level)
+        asyncio.run(run(settings))
+
+    @app.command()
+    def up(
+        host: HostOpt = _D.host,
+        grpc_port: GrpcPortOpt = _D.grpc_port,
+        admin_port: AdminPortOpt = _D.admin_port,
+        port: PortOpt = _D.envoy_port,
+        envoy_admin_port: EnvoyAdminOpt = _D.envoy_admin_port,
+        alias: AliasOpt = None,
+        body_limit_mib: BodyLimitOpt = _D.body_limit / MiB,
+        unknown_model: UnknownOpt = _D.unknown_model,
+        fail_mode: FailOpt = _D.fail_mode,
+        message_timeout: TimeoutOpt = _D.message_timeout_s,
+        upstream: UpstreamOpt = None,
+        default_upstream: DefaultUpOpt = None,
+        policy: PolicyOpt = None,
+        demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
+        log_level: LogOpt = "warning",
+    ) -> None:
+        """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
+        import asyncio
+
+        from server.up import up as run
+
+        settings = build_settings(
+            host,
+            grpc_port,
+            admin_port,
+            port,
+            envoy_admin_port,
+            alias,
+            body_limit_mib,
+            unknown_model,
+            fail_mode,
+            message_timeout,
+            upstream,
+            default_upstream,
+            policy,
+        )
+        _logging(log_level)
+        envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
+        asyncio.run(run(settings, demo=demo, log_level=envoy_level))
+
+    @app.command("envoy-config")
+    def envoy_config(
+        host: HostOpt = _D.host,
+        grpc_port: GrpcPortOpt = _D.grpc_port,
+        admin_port: AdminPortOpt = _D.admin_port,
+        port: PortOpt = _D.envoy_port,
+        envoy_admin_port: EnvoyAdminOpt = _D.envoy_admin_port,
+        body_limit_mib: BodyLimitOpt = _D.body_limit / MiB,
+        fail_mode: FailOpt = _D.fail_mode,
+        message_timeout: TimeoutOpt = _D.message_timeout_s,
+        upstream: UpstreamOpt = None,
+        default_upstream: DefaultUpOpt = None,
+    ) -> None:
+        """Print the Envoy bootstrap YAML for these settings."""
+        from server.envoy_config import render_yaml
+
+        settings = build_settings(
+            host,
+            grpc_port,
+            admin_port,
+            port,
+            envoy_admin_port,
+            None,
+            body_limit_mib,
+            _D.unknown_model,
+            fail_mode,
+            message_timeout,
+            upstream,
+            default_upstream,
+            None,
+        )
+        typer.echo(render_yaml(settings), nl=False)
+
+
+def _logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

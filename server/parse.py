@@ -1,0 +1,253 @@
+"""Wire formats → :class:`~signals.request.LLMRequest`.
+
+Three request shapes are understood: OpenAI Chat Completions, OpenAI Responses and
+Anthropic Messages. Messages are flattened to text parts (wrapped in PromptText at once);
+non-text parts are only counted. Every rejection is a :class:`~signals.errors.ClientError`
+whose message names the offending field, never its content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from signals import errors
+from signals.errors import ClientError
+from signals.request import ApiKind, LLMRequest, Message
+from signals.text import PromptText
+
+API_PATHS: Final = {
+    "/v1/chat/completions": ApiKind.CHAT,
+    "/v1/responses": ApiKind.RESPONSES,
+    "/v1/messages": ApiKind.MESSAGES,
+}
+_TEXT_PART_TYPES: Final = frozenset({"text", "input_text", "output_text"})
+
+
+def api_for_path(path: str) -> ApiKind | None:
+    """The API a request path addresses, or None for paths irtgate does not route.
+
+    A prefix is allowed (``/openai/v1/chat/completions``) so that gateways mounting the
+    API under a path still route; the query string is ignored.
+    """
+    bare = path.split("?", 1)[0].rstrip("/")
+    for suffix, kind in API_PATHS.items():
+        if bare == suffix or bare.endswith(suffix):
+            return kind
+    return None
+
+
+def _invalid(message: str) -> ClientError:
+    return errors.INVALID_REQUEST.with_message(message)
+
+
+def decode_json(body: bytes) -> Mapping[str, Any]:
+    """The body as a JSON object, or the matching client error."""
+    try:
+        doc = json.loads(body)
+    except UnicodeDecodeError:
+        raise errors.INVALID_JSON.with_message("body is not valid UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
+        # e.msg and the position carry no content; e.doc would, so it is not used.
+        raise errors.INVALID_JSON.with_message(
+            f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise errors.INVALID_JSON.with_message("body JSON is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise _invalid(f"request body must be a JSON object, not {_json_type(doc)}")
+    return doc
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else "an object"
+
+
+def parse_request(api: ApiKind, body: bytes) -> LLMRequest:
+    """Parse a raw request body for ``api``. Raises ClientError on bad input."""
+    doc = decode_json(body)
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("'model' must be a non-empty string")
+    if api is ApiKind.CHAT:
+        messages = _chat_messages(doc)
+        max_tokens = _opt_int(doc, "max_completion_tokens", "max_tokens")
+        effort = _opt_str(doc, "reasoning_effort")
+    elif api is ApiKind.RESPONSES:
+        messages = _responses_messages(doc)
+        max_tokens = _opt_int(doc, "max_output_tokens")
+        reasoning = doc.get("reasoning")
+        if reasoning is not None and not isinstance(reasoning, dict):
+            raise _invalid("'reasoning' must be an object")
+        effort = _opt_str(reasoning, "effort") if reasoning else None
+    else:
+        messages = _anthropic_messages(doc)
+        max_tokens = _opt_int(doc, "max_tokens")
+        effort = _anthropic_thinking(doc)
+    stream = doc.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("'stream' must be a boolean")
+    tools = doc.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _invalid("'tools' must be an array")
+    tools = tools or []
+    return LLMRequest(
+        api=api,
+        model=model,
+        messages=tuple(messages),
+        stream=stream,
+        tools_json=json.dumps(tools, sort_keys=True, separators=(",", ":")) if tools else "",
+        n_tools=len(tools),
+        max_tokens=max_tokens,
+        reasoning_effort=effort,
+        body=doc,
+    )
+
+
+def _opt_int(doc: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _invalid(f"'{key}' must be a non-negative integer")
+        return value
+    return None
+
+
+def _opt_str(doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"'{key}' must be a string")
+    return value
+
+
+def _flatten(content: Any, where: str) -> tuple[str, int, bool]:
+    """Text of a content value (string or list of parts), non-text part count, tool use."""
+    if content is None:
+        return "", 0, False
+    if isinstance(content, str):
+        return content, 0, False
+    if not isinstance(content, list):
+        raise _invalid(f"{where}: 'content' must be a string or an array of parts")
+    texts: list[str] = []
+    n_other = 0
+    tool_use = False
+    for i, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise _invalid(f"{where}: content part {i} must be an object")
+        kind = part.get("type")
+        if kind in _TEXT_PART_TYPES:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _invalid(f"{where}: content part {i} needs a string 'text'")
+            texts.append(text)
+        elif kind == "tool_use":
+            tool_use = True
+        elif kind == "tool_result":
+            inner, n_inner, _ = _flatten(part.get("content"), f"{where} part {i}")
+            texts.append(inner)
+            n_other += n_inner
+        else:
+            n_other += 1
+    return "\n".join(t for t in texts if t), n_other, tool_use
+
+
+def _message(role: Any, content: Any, where: str, tool_calls: bool = False) -> Message:
+    if not isinstance(role, str) or not role:
+        raise _invalid(f"{where}: 'role' must be a non-empty string")
+    text, n_other, tool_use = _flatten(content, where)
+    return Message(
+        role=role,
+        text=PromptText(text),
+        n_non_text_parts=n_other,
+        has_tool_calls=tool_calls or tool_use,
+    )
+
+
+def _list_of_objects(doc: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    items = doc.get(key)
+    if items is None:
+        raise _invalid(f"'{key}' is required")
+    if not isinstance(items, list) or not items:
+        raise _invalid(f"'{key}' must be a non-empty array")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _invalid(f"{key}[{i}] must be an object")
+    return items
+
+
+def _chat_messages(doc: Mapping[str, Any]) -> list[Message]:
+    out = []
+    for i, m in enumerate(_list_of_objects(doc, "messages")):
+        out.append(
+            _message(m.get("role"), m.get("content"), f"messages[{i}]", bool(m.get("tool_calls")))
+        )
+    return out
+
+
+def _responses_messages(doc: Mapping[str, Any]) -> list[Message]:
+    out: list[Message] = []
+    instructions = doc.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise _invalid("'instructions' must be a string")
+        out.append(Message("developer", PromptText(instructions)))
+    raw = doc.get("input")
+    if isinstance(raw, str):
+        out.append(Message("user", PromptText(raw)))
+        return out
+    if raw is None:
+        raise _invalid("'input' is required")
+    for i, item in enumerate(_list_of_objects(doc, "input")):
+        where = f"input[{i}]"
+        kind = item.get("type", "message")
+        if kind == "message":
+            out.append(_message(item.get("role"), item.get("content"), where))
+        elif kind == "function_call":
+            out.append(Message("assistant", PromptText(""), has_tool_calls=True))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            out.append(_message("tool", output if isinstance(output, str | list) else "", where))
+        else:  # reasoning items, file search results...: counted, not read
+            out.append(Message("assistant", PromptText(""), n_non_text_parts=1))
+    return out
+
+
+def _anthropic_messages(doc: Mapping[str, Any]) -> list[Message]:
+    out: list[Message] = []
+    system = doc.get("system")
+    if system is not None:
+        out.append(_message("system", system, "system"))
+    for i, m in enumerate(_list_of_objects(doc, "messages")):
+        out.append(_message(m.get("role"), m.get("content"), f"messages[{i}]"))
+    return out
+
+
+def _anthropic_thinking(doc: Mapping[str, Any]) -> str | None:
+    """Anthropic's extended thinking as a budget label: the token budget, as a string."""
+    thinking = doc.get("thinking")
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict):
+        raise _invalid("'thinking' must be an object")
+    if thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise _invalid("'thinking.budget_tokens' must be a non-negative integer")
+    return str(budget)

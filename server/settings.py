@@ -1,0 +1,125 @@
+"""Gateway settings: one frozen value built once at start-up and passed down.
+
+Nothing here reads the environment or files by itself; the CLI builds a :class:`Settings`
+from its options, tests build one directly (usually through :meth:`Settings.replace`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+MiB: Final = 1024 * 1024
+
+
+class UnknownModelMode(StrEnum):
+    """What happens to a concrete ``model`` that no upstream declares."""
+
+    PASSTHROUGH = "passthrough"  # forwarded untouched to the default upstream
+    REJECT = "reject"  # answered with 400 model_not_found
+
+
+class FailMode(StrEnum):
+    """What Envoy does when irtgate is down, times out or errors."""
+
+    CLOSED = "closed"  # JSON 503 to the client
+    OPEN = "open"  # request continues unmodified to the default upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """An OpenAI/Anthropic-compatible backend; becomes one Envoy cluster of the same name."""
+
+    name: str
+    host: str
+    port: int
+    models: tuple[str, ...] = ()  # concrete model names it serves (for passthrough routing)
+
+    def __post_init__(self) -> None:
+        # The name becomes an Envoy cluster name and a metadata value: keep it tame.
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"upstream name must be [A-Za-z0-9._-]+, got {self.name!r}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"upstream {self.name}: port {self.port} out of range")
+
+
+DEMO_UPSTREAMS: Final = (
+    Upstream("demo-small", "127.0.0.1", 18001, ("demo-small-1",)),
+    Upstream("demo-large", "127.0.0.1", 18002, ("demo-large-1",)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultChoice:
+    """What the static decider answers for every routed request."""
+
+    model: str = "demo-small-1"
+    upstream: str = "demo-small"
+    budget: str | None = "low"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051  # ext_proc + Decide + gRPC health
+    admin_port: int = 9190  # irtgate's HTTP admin: /healthz /readyz /metrics
+    envoy_port: int = 8080  # where clients connect (used by `up` and the Envoy config)
+    envoy_admin_port: int = 9901
+    # `model` values that ask irtgate to route; any other value is a concrete model.
+    aliases: tuple[str, ...] = ("auto",)
+    body_limit: int = 16 * MiB
+    unknown_model: UnknownModelMode = UnknownModelMode.PASSTHROUGH
+    fail_mode: FailMode = FailMode.CLOSED
+    # Per ext_proc message; Envoy's 200 ms default is too tight for Python under load.
+    message_timeout_s: float = 5.0
+    upstreams: tuple[Upstream, ...] = DEMO_UPSTREAMS
+    # Where unrouted traffic goes: bodiless requests, unknown models in passthrough mode,
+    # and everything when irtgate is down in fail-open mode.
+    default_upstream: str = "demo-small"
+    default_choice: DefaultChoice = field(default_factory=DefaultChoice)
+    policy_path: Path | None = None
+    drain_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        names = [u.name for u in self.upstreams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate upstream names: {names}")
+        if self.default_upstream not in names:
+            raise ValueError(f"default_upstream {self.default_upstream!r} is not in {names}")
+        if self.body_limit <= 0:
+            raise ValueError("body_limit must be positive")
+        if self.message_timeout_s <= 0:
+            raise ValueError("message_timeout_s must be positive")
+        if not self.aliases:
+            raise ValueError("at least one routing alias is needed")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def upstream(self, name: str) -> Upstream:
+        for u in self.upstreams:
+            if u.name == name:
+                return u
+        raise KeyError(name)
+
+    def model_upstreams(self) -> dict[str, str]:
+        """Concrete model name → upstream name (first upstream declaring it wins)."""
+        out: dict[str, str] = {}
+        for u in self.upstreams:
+            for m in u.models:
+                out.setdefault(m, u.name)
+        return out
+
+    @property
+    def envoy_buffer_limit(self) -> int:
+        # Above our own limit so that our 413 (JSON, counted) answers first; Envoy's own
+        # 413 beyond this is mapped to the same JSON by local_reply_config.
+        return self.body_limit + MiB
+
+    @property
+    def grpc_message_limit(self) -> int:
+        # A buffered body plus headers and the rewritten body coming back.
+        return self.envoy_buffer_limit + MiB

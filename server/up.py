@@ -1,0 +1,69 @@
+"""``irtgate up`` (what ``make run`` does): demo upstreams + irtgate + Envoy, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from server.app import Gateway, wait_for_signal
+from server.deciders import load_decider
+from server.demo_upstream import DemoConfig, DemoUpstream
+from server.envoy_config import render
+from server.envoy_process import EnvoyProcess
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
+    url = f"http://{settings.host}:{envoy.listen_port}"
+    sample = {"model": settings.aliases[0], "messages": [{"role": "user", "content": "hi"}]}
+    lines = [
+        f"irtgate is up: send requests to {url} (Ctrl-C stops everything)",
+        f"  irtgate gRPC {settings.host}:{settings.grpc_port}, admin "
+        f"http://{settings.host}:{settings.admin_port}/metrics, Envoy admin {envoy.admin_url}",
+        "  upstreams: "
+        + ", ".join(
+            f"{u.name}={u.host}:{u.port}{' (demo echo)' if demo else ''}"
+            for u in settings.upstreams
+        ),
+        "try:",
+        f"  curl -si {url}/v1/chat/completions -H 'content-type: application/json' \\",
+        "    -d '" + json.dumps(sample, separators=(",", ":")) + "'",
+    ]
+    return "\n".join(lines)
+
+
+async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> None:
+    decider = load_decider(settings)
+    upstreams = (
+        [
+            DemoUpstream(DemoConfig(u.name, stream_interval_s=0.5), u.host, u.port)
+            for u in settings.upstreams
+        ]
+        if demo
+        else []
+    )
+    gateway = Gateway(settings, decider)
+    envoy: EnvoyProcess | None = None
+    workdir = Path(tempfile.mkdtemp(prefix="irtgate-up-"))
+    try:
+        for upstream in upstreams:
+            await upstream.start()
+        await gateway.start()
+        # Envoy's access log and warnings go to our stdout.
+        envoy = EnvoyProcess(render(settings), workdir, log_level, log_to=sys.stdout.buffer)
+        await asyncio.to_thread(envoy.start)
+        print(banner(settings, envoy, demo), flush=True)
+        await wait_for_signal()
+        print("stopping...", flush=True)
+    finally:
+        if envoy is not None:
+            await asyncio.to_thread(envoy.stop)
+        await gateway.stop()
+        for upstream in upstreams:
+            await upstream.stop()
