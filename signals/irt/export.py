@@ -59,19 +59,23 @@ def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
         return name
 
     x = "embedding"
-    if cfg.knn_blend > 0 and model.train_embeddings is not None:
-        # Warm-up: mean of the top-k most similar training embeddings, blended in.
-        train = model.train_embeddings
-        kk = min(cfg.knn_k, train.shape[0])
+    train = model.train_embeddings
+    use_warm = cfg.knn_blend > 0 and train is not None
+    use_kp = cfg.knn_p_blend > 0 and train is not None and model.train_scores is not None
+    if train is not None and (use_warm or use_kp):
         const("knn_train_T_f16", train.T, np.float16)
         const("knn_train_f16", train, np.float16)
-        const("knn_k", np.array([kk]), np.int64)
-        const("knn_lam", np.array(cfg.knn_blend))
-        const("knn_one_minus_lam", np.array(1.0 - cfg.knn_blend))
         nodes += [
             helper.make_node("Cast", ["knn_train_T_f16"], ["knn_train_T"], to=TensorProto.FLOAT),
             helper.make_node("Cast", ["knn_train_f16"], ["knn_train"], to=TensorProto.FLOAT),
             helper.make_node("MatMul", [x, "knn_train_T"], ["knn_sim"]),
+        ]
+    if use_warm and train is not None:
+        # Warm-up: mean of the top-k most similar training embeddings, blended in.
+        const("knn_k", np.array([min(cfg.knn_k, train.shape[0])]), np.int64)
+        const("knn_lam", np.array(cfg.knn_blend))
+        const("knn_one_minus_lam", np.array(1.0 - cfg.knn_blend))
+        nodes += [
             helper.make_node(
                 "TopK", ["knn_sim", "knn_k"], ["knn_val", "knn_idx"], axis=1, largest=1
             ),
@@ -107,11 +111,38 @@ def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
         helper.make_node("Add", ["b0", "cb"], ["b_col"]),  # [N, 1]
         helper.make_node("MatMul", ["discrimination", "thetaT"], ["ath"]),
         helper.make_node("Sub", ["ath", "b_col"], ["logit"]),
-        helper.make_node("Sigmoid", ["logit"], ["p_correct"]),
+        helper.make_node("Sigmoid", ["logit"], ["p_irt" if use_kp else "p_correct"]),
         helper.make_node("MatMul", ["discrimination", "theta_mean"], ["a_mean"]),
         helper.make_node("Sub", ["b_col", "a_mean"], ["diff_col"]),
         helper.make_node("Squeeze", ["diff_col", "squeeze_axes"], ["difficulty"]),
     ]
+    if use_kp and train is not None and model.train_scores is not None:
+        # P_knn = mean observed score of the nearest training items, P_irt where none.
+        Ytr = model.train_scores
+        obs = ~np.isnan(Ytr)
+        const("kp_scores", np.nan_to_num(Ytr), np.float16)
+        const("kp_mask", obs, np.float16)
+        const("kp_k", np.array([min(cfg.knn_p_k, train.shape[0])]), np.int64)
+        const("kp_beta", np.array(cfg.knn_p_blend))
+        const("kp_one_minus_beta", np.array(1.0 - cfg.knn_p_blend))
+        const("kp_one", np.array(1.0))
+        const("kp_zero", np.array(0.0))
+        nodes += [
+            helper.make_node("TopK", ["knn_sim", "kp_k"], ["kp_val", "kp_idx"], axis=1),
+            helper.make_node("Gather", ["kp_scores", "kp_idx"], ["kp_s16"], axis=0),
+            helper.make_node("Gather", ["kp_mask", "kp_idx"], ["kp_m16"], axis=0),
+            helper.make_node("Cast", ["kp_s16"], ["kp_s"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["kp_m16"], ["kp_m"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["kp_s", "squeeze_axes"], ["kp_tot"], keepdims=0),
+            helper.make_node("ReduceSum", ["kp_m", "squeeze_axes"], ["kp_cnt"], keepdims=0),
+            helper.make_node("Max", ["kp_cnt", "kp_one"], ["kp_den"]),
+            helper.make_node("Div", ["kp_tot", "kp_den"], ["kp_mean"]),
+            helper.make_node("Greater", ["kp_cnt", "kp_zero"], ["kp_has"]),
+            helper.make_node("Where", ["kp_has", "kp_mean", "p_irt"], ["kp_p"]),
+            helper.make_node("Mul", ["p_irt", "kp_one_minus_beta"], ["kp_a"]),
+            helper.make_node("Mul", ["kp_p", "kp_beta"], ["kp_b"]),
+            helper.make_node("Add", ["kp_a", "kp_b"], ["p_correct"]),
+        ]
     graph = helper.make_graph(
         nodes,
         "irtgate_heads",
@@ -135,9 +166,7 @@ def numpy_outputs(model: IRTModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """What the graph computes, in numpy (float64): difficulty, discrimination, P."""
     a, b = model.item_params(X)
     theta = model.abilities
-    from signals.irt.model import sigmoid
-
-    return difficulty_from(a, b, theta.mean(axis=0)), a, sigmoid(a @ theta.T - b[:, None])
+    return difficulty_from(a, b, theta.mean(axis=0)), a, model.predict(X)
 
 
 def export_router(

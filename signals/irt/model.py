@@ -47,6 +47,11 @@ class IRTConfig:
     # IRT-Router-style warm-up of unseen queries: e' = (1-λ)e + λ·mean(kNN train embeddings).
     knn_blend: float = 0.0
     knn_k: int = 5
+    # Blend of the IRT probabilities with the mean observed score of the ``knn_p_k`` nearest
+    # training items: P = (1-β)·P_irt + β·P_knn. Keeps local evidence the low-rank model
+    # smooths away; in the export it is part of the graph.
+    knn_p_blend: float = 0.0
+    knn_p_k: int = 100
     # Weight of a listwise term (softmax over configurations vs. normalised scores, on items
     # where configurations disagree). BCE alone is dominated by item difficulty; routing
     # depends on the configurations' differences within an item, which this term targets.
@@ -63,6 +68,10 @@ class IRTConfig:
             raise ValueError(f"knn_blend must be in [0, 1], got {self.knn_blend}")
         if self.rank_weight < 0:
             raise ValueError(f"rank_weight must be >= 0, got {self.rank_weight}")
+        if not 0.0 <= self.knn_p_blend <= 1.0:
+            raise ValueError(f"knn_p_blend must be in [0, 1], got {self.knn_p_blend}")
+        if self.knn_p_k < 1:
+            raise ValueError(f"knn_p_k must be >= 1, got {self.knn_p_k}")
         if self.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
 
@@ -246,6 +255,26 @@ def _check_xy(X: Array, Y: Array | None = None) -> None:
             raise ValueError("scores must lie in [0, 1] (NaN for unknown)")
 
 
+def knn_indices(train: Array, X: Array, k: int, chunk: int = 2048) -> Array:
+    """Indices (n, k) of the ``k`` most cosine-similar rows of ``train`` for each row of X."""
+    k = min(k, train.shape[0])
+    out = np.empty((X.shape[0], k), dtype=np.int64)
+    for s in range(0, X.shape[0], chunk):
+        S = X[s : s + chunk] @ train.T
+        out[s : s + chunk] = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    return out
+
+
+def knn_scores(Y: Array, idx: Array, fallback: Array) -> Array:
+    """Mean observed score of the neighbours ``idx`` (n, k) per configuration; where no
+    neighbour has an observed score, ``fallback``."""
+    M = ~np.isnan(Y)
+    tot = np.nan_to_num(Y)[idx].sum(axis=1)
+    cnt = M[idx].sum(axis=1)
+    out: Array = np.where(cnt > 0, tot / np.maximum(cnt, 1), fallback)
+    return out
+
+
 def knn_mean(train: Array, X: Array, k: int, chunk: int = 2048) -> Array:
     """Mean of the ``k`` most cosine-similar rows of ``train`` for each row of ``X``.
 
@@ -278,7 +307,9 @@ class IRTModel:
         self.config = IRTConfig(**{**base.as_dict(), **overrides}) if overrides else base
         self.params: Params | None = None
         self.history = FitHistory()
-        self.train_embeddings: Array | None = None  # kept only when knn_blend > 0
+        # Kept only when a kNN step is configured (the export puts them in the graph).
+        self.train_embeddings: Array | None = None
+        self.train_scores: Array | None = None
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -337,7 +368,11 @@ class IRTModel:
                     hist.stopped_early = True
                     break
         self.params = best
-        self.train_embeddings = np.asarray(X, dtype=np.float32) if cfg.knn_blend > 0 else None
+        if cfg.knn_blend > 0 or cfg.knn_p_blend > 0:
+            self.train_embeddings = np.asarray(X, dtype=np.float32)
+            self.train_scores = np.asarray(Y, dtype=np.float32)
+        else:
+            self.train_embeddings = self.train_scores = None
 
     # -- inference ------------------------------------------------------------------------
     def _require(self) -> Params:
@@ -360,10 +395,22 @@ class IRTModel:
         _check_xy(X)
         return heads(p, self.warm(X))
 
-    def predict(self, X: Array) -> Array:
-        """P(correct) per configuration, shape (n, G)."""
+    def predict_irt(self, X: Array) -> Array:
+        """P(correct) from the IRT heads alone (no kNN score blend), shape (n, G)."""
         a, b = self.item_params(X)
         return sigmoid(a @ self._require().theta.T - b[:, None])
+
+    def predict(self, X: Array) -> Array:
+        """P(correct) per configuration, shape (n, G)."""
+        P = self.predict_irt(X)
+        beta = self.config.knn_p_blend
+        if beta <= 0 or self.train_embeddings is None or self.train_scores is None:
+            return P
+        X = np.asarray(X, dtype=np.float64)
+        idx = knn_indices(self.train_embeddings.astype(np.float64), X, self.config.knn_p_k)
+        P_knn = knn_scores(self.train_scores.astype(np.float64), idx, P)
+        out: Array = (1.0 - beta) * P + beta * P_knn
+        return out
 
     @property
     def abilities(self) -> Array:
