@@ -34,9 +34,10 @@ Array = np.ndarray
 class IRTConfig:
     """Hyper-parameters. ``k`` ability dimensions; ``hidden`` 0 means linear heads."""
 
-    k: int = 8
+    # Defaults are the values chosen by the validation sweep on the shared data (docs/router.md).
+    k: int = 16
     hidden: int = 0
-    l2: float = 1e-4
+    l2: float = 1e-5
     l2_theta: float = 1e-4
     lr: float = 3e-3
     batch_size: int = 256
@@ -50,12 +51,12 @@ class IRTConfig:
     # Blend of the IRT probabilities with the mean observed score of the ``knn_p_k`` nearest
     # training items: P = (1-β)·P_irt + β·P_knn. Keeps local evidence the low-rank model
     # smooths away; in the export it is part of the graph.
-    knn_p_blend: float = 0.0
-    knn_p_k: int = 100
+    knn_p_blend: float = 0.5
+    knn_p_k: int = 200
     # Weight of a listwise term (softmax over configurations vs. normalised scores, on items
     # where configurations disagree). BCE alone is dominated by item difficulty; routing
     # depends on the configurations' differences within an item, which this term targets.
-    rank_weight: float = 0.0
+    rank_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.k < 1:

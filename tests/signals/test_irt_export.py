@@ -21,7 +21,8 @@ def _fitted(**kw: object) -> tuple[IRTModel, np.ndarray]:
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     Y = rng.random((300, 4))
     Y[rng.random(Y.shape) < 0.2] = np.nan
-    m = IRTModel(k=3, max_epochs=20, **kw)  # type: ignore[arg-type]
+    base: dict[str, object] = {"knn_p_blend": 0.0, **kw}
+    m = IRTModel(k=3, max_epochs=20, **base)  # type: ignore[arg-type]
     m.fit(X, Y)
     return m, X
 

@@ -20,6 +20,10 @@ from signals.irt.model import (
 )
 
 
+# The plain IRT model: no listwise term, no kNN score blend (those are tested separately).
+PURE = {"rank_weight": 0.0, "knn_p_blend": 0.0}
+
+
 def _tiny_params() -> Params:
     # d = 2, k = 2, G = 2, linear heads, chosen so every number can be checked by hand.
     return Params(
@@ -112,7 +116,9 @@ def test_soft_labels_fit_fractional_rates() -> None:
     # must approach 0.3, which a model treating scores as 0/1 could not represent.
     X = np.tile(np.array([[1.0, 0.0]]), (200, 1))
     Y = np.column_stack([np.full(200, 0.3), np.full(200, 0.9)])
-    m = IRTModel(k=2, lr=0.05, max_epochs=400, patience=400, val_frac=0.0, l2=0.0, l2_theta=0.0)
+    m = IRTModel(
+        k=2, lr=0.05, max_epochs=400, patience=400, val_frac=0.0, l2=0.0, l2_theta=0.0, **PURE
+    )
     m.fit(X, Y)
     assert m.predict(X[:1])[0] == pytest.approx([0.3, 0.9], abs=0.02)
 
@@ -132,7 +138,7 @@ def test_fit_recovers_a_synthetic_model_and_masks_nan() -> None:
     P = prob(true, X)
     Y = (rng.random(P.shape) < P).astype(float)
     Y[rng.random(Y.shape) < 0.3] = np.nan
-    m = IRTModel(k=k, seed=0)
+    m = IRTModel(k=k, seed=0, **PURE)
     m.fit(X[:1200], Y[:1200])
     got = m.predict(X[1200:])
     assert got.shape == (300, g)
@@ -149,7 +155,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch() -> None:
     rng = np.random.default_rng(2)
     X = rng.normal(size=(300, 30))
     Y = rng.integers(0, 2, size=(300, 4)).astype(float)
-    m = IRTModel(k=4, lr=0.02, max_epochs=500, patience=5, l2=0.0, l2_theta=0.0)
+    m = IRTModel(k=4, lr=0.02, max_epochs=500, patience=5, l2=0.0, l2_theta=0.0, **PURE)
     m.fit(X, Y)
     h = m.history
     assert h.stopped_early
@@ -177,7 +183,7 @@ def test_knn_warm_up_blends_towards_training_neighbours() -> None:
     X = rng.normal(size=(100, 8))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     Y = rng.random((100, 3))
-    m = IRTModel(k=2, knn_blend=0.5, knn_k=1, max_epochs=3)
+    m = IRTModel(k=2, knn_blend=0.5, knn_k=1, max_epochs=3, **PURE)
     m.fit(X, Y)
     # With k=1, a training point's nearest neighbour is itself: the warm-up is the identity.
     assert np.allclose(m.warm(X[:5]), X[:5], atol=1e-6)
@@ -185,3 +191,35 @@ def test_knn_warm_up_blends_towards_training_neighbours() -> None:
     q /= np.linalg.norm(q)
     nn = X[np.argmax(X @ q[0])]
     assert np.allclose(m.warm(q)[0], 0.5 * q[0] + 0.5 * nn, atol=1e-6)
+
+
+def test_knn_score_blend_mixes_neighbour_scores_in() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 6))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y = rng.integers(0, 2, size=(60, 2)).astype(float)
+    Y[0, 1] = np.nan
+    m = IRTModel(k=2, max_epochs=3, rank_weight=0.0, knn_p_blend=0.4, knn_p_k=1)
+    m.fit(X, Y)
+    P_irt = m.predict_irt(X[:3])
+    P = m.predict(X[:3])
+    # k=1: the neighbour of a training item is itself, so its own score is blended in;
+    # where its score is unknown, the IRT probability stands in.
+    want = 0.6 * P_irt + 0.4 * np.where(np.isnan(Y[:3]), P_irt, Y[:3])
+    assert np.allclose(P, want)
+
+
+def test_ranking_term_prefers_the_configuration_that_was_right() -> None:
+    # Two configurations with the same overall accuracy, each right on its own half of the
+    # space: the listwise term must make the model rank the right one first per item.
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(400, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    first = X[:, 0] > 0
+    Y = np.column_stack([first, ~first]).astype(float)
+    m = IRTModel(
+        k=2, rank_weight=1.0, knn_p_blend=0.0, lr=0.02, seed=1, patience=50, l2=0.0, l2_theta=0.0
+    )
+    m.fit(X[:300], Y[:300])
+    pick = m.predict(X[300:]).argmax(axis=1)
+    assert np.mean(pick == np.where(first[300:], 0, 1)) > 0.9
