@@ -34,9 +34,9 @@ def configurations_section(
     configs: Sequence[str],
     theta: np.ndarray,
     mean_a: np.ndarray,
-    expected_cost: Sequence[float],
-    mean_p: Sequence[float],
-    observed_acc: Sequence[float],
+    expected_cost: Sequence[float] | np.ndarray,
+    mean_p: Sequence[float] | np.ndarray,
+    observed_acc: Sequence[float] | np.ndarray,
 ) -> list[dict[str, Any]]:
     """Per configuration: ability vector, its norm, and two 1-D summaries.
 

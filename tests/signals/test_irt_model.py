@@ -19,7 +19,6 @@ from signals.irt.model import (
     softplus,
 )
 
-
 # The plain IRT model: no listwise term, no kNN score blend (those are tested separately).
 PURE = {"rank_weight": 0.0, "knn_p_blend": 0.0}
 
