@@ -1,0 +1,128 @@
+"""The PII scanner: runs the detectors, applies a confidence floor, resolves overlaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+
+from signals.pii import detectors, names, secrets
+from signals.pii.types import PATTERN_TYPES, Finding, PIIType
+from signals.text import PromptText
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US",)
+
+
+def parse_types(values: Iterable[str]) -> frozenset[PIIType]:
+    """PII type names to types; raises ValueError naming the unknown ones."""
+    out: set[PIIType] = set()
+    bad: list[str] = []
+    for v in values:
+        try:
+            out.add(PIIType(str(v)))
+        except ValueError:
+            bad.append(repr(v))
+    if bad:
+        known = ", ".join(t.value for t in PIIType)
+        raise ValueError(f"unknown PII type(s) {', '.join(bad)}; known: {known}")
+    return frozenset(out)
+
+
+class PIIScanner:
+    """A configured set of detectors. Build once (validates and loads libraries), scan often."""
+
+    def __init__(
+        self,
+        types: Iterable[PIIType | str] | None = None,
+        *,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
+    ) -> None:
+        self.types = parse_types(types) if types is not None else frozenset(PATTERN_TYPES)
+        if not self.types:
+            raise ValueError("types: at least one PII type is needed")
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence: {min_confidence} is outside [0, 1]")
+        self.min_confidence = min_confidence
+        self.phone_regions = _check_regions(phone_regions)
+        detectors.import_validators()
+        if PIIType.PERSON in self.types:
+            names.load_ner()
+        table: dict[PIIType, Callable[[str], Iterator[Finding]]] = {
+            PIIType.EMAIL: detectors.find_emails,
+            PIIType.PHONE: partial(detectors.find_phones, regions=self.phone_regions),
+            PIIType.PAYMENT_CARD: detectors.find_cards,
+            PIIType.IBAN: detectors.find_ibans,
+            PIIType.US_SSN: detectors.find_ssns,
+            PIIType.IP_ADDRESS: detectors.find_ips,
+            PIIType.SECRET: secrets.find_secrets,
+            PIIType.PERSON: names.find_persons,
+        }
+        self._detectors = [table[t] for t in PIIType if t in self.types]
+
+    def scan(self, text: str | PromptText) -> list[Finding]:
+        raw = text.reveal() if isinstance(text, PromptText) else text
+        if not isinstance(raw, str):
+            raise TypeError(f"find_pii needs str or PromptText, not {type(raw).__name__}")
+        if not raw:
+            return []
+        found = [
+            f for det in self._detectors for f in det(raw) if f.confidence >= self.min_confidence
+        ]
+        return _resolve_overlaps(found)
+
+
+def _check_regions(regions: Sequence[str]) -> tuple[str, ...]:
+    import phonenumbers
+
+    if isinstance(regions, str) or not regions:
+        raise ValueError("phone_regions: expected a non-empty list of region codes like ['US']")
+    supported = phonenumbers.SUPPORTED_REGIONS
+    bad = [r for r in regions if not isinstance(r, str) or r.upper() not in supported]
+    if bad:
+        raise ValueError(f"phone_regions: unknown region code(s) {bad}; use ISO 3166 like 'US'")
+    return tuple(r.upper() for r in regions)
+
+
+def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
+    """Keep the most confident (then longest) finding where spans overlap, e.g. a card
+    number that ``phonenumbers`` also accepts as a phone number."""
+    kept: list[Finding] = []
+    # Pattern types win ties against NER names: a validated checksum beats a model's guess.
+    def rank(f: Finding) -> tuple[float, bool, int, int]:
+        return (-f.confidence, f.type is PIIType.PERSON, -(f.end - f.start), f.start)
+
+    for f in sorted(found, key=rank):
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: (f.start, f.end))
+
+
+_default: PIIScanner | None = None
+
+
+def find_pii(text: str | PromptText) -> list[Finding]:
+    """All PII in ``text`` with the default settings (every pattern type, confidence >= 0.5,
+    US national phone formats plus any number written with a ``+`` country code).
+
+    Findings are sorted by start and never overlap; ``text[f.start:f.end]`` is the span to
+    mask. The result carries positions only, never the matched characters. Use
+    :class:`PIIScanner` for other types, regions or a different confidence floor.
+    """
+    global _default
+    if _default is None:
+        _default = PIIScanner()
+    return _default.scan(text)
+
+
+_everything: PIIScanner | None = None
+
+
+def detect_all(text: str | PromptText) -> list[Finding]:
+    """Like :func:`find_pii` but with no confidence floor, for callers that apply their own
+    (the ``pii`` plugin filters by its ``min_confidence`` and ``types``). Pattern types
+    only: names need ``PIIScanner([..., "person"])`` and the NER extra."""
+    global _everything
+    if _everything is None:
+        _everything = PIIScanner(min_confidence=0.0)
+    return _everything.scan(text)
