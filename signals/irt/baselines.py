@@ -20,20 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from signals.irt.metrics import nondecreasing_hull
+from signals.irt.metrics import nondecreasing_hull, sweep_point
 
 # --- fixed routers --------------------------------------------------------------------------
 
 
 def single_points(scores: np.ndarray, cost_matrix: np.ndarray) -> list[tuple[float, float]]:
-    """(total cost, mean known score) of sending every item to configuration g, per g."""
-    out = []
-    for g in range(scores.shape[1]):
-        col = scores[:, g]
-        known = ~np.isnan(col)
-        acc = float(col[known].mean()) if known.any() else float("nan")
-        out.append((float(cost_matrix[:, g].sum()), acc))
-    return out
+    """(total cost, mean score) of sending every item to configuration g, per g (an
+    unknown outcome earns 0, as in :func:`signals.irt.metrics.sweep_point`)."""
+    n = len(scores)
+    return [sweep_point(np.full(n, g), scores, cost_matrix) for g in range(scores.shape[1])]
 
 
 def oracle_choice(scores: np.ndarray, cost_matrix: np.ndarray) -> np.ndarray:
@@ -240,7 +236,8 @@ class MLPRouter:
                 alpha=self.alpha,
                 learning_rate_init=1e-3,
                 early_stopping=True,
-                max_iter=200,
+                n_iter_no_change=5,
+                max_iter=100,
                 random_state=self.seed,
             )
             with warnings.catch_warnings():

@@ -343,3 +343,24 @@ def ood_split(data: RoutingData, held_out: Sequence[str]) -> tuple[RoutingData, 
     if mask.all():
         raise ValueError("holding out these benchmarks leaves nothing to train on")
     return data.subset(~mask), data.subset(mask)
+
+
+def with_configs(data: RoutingData, names: Sequence[str]) -> RoutingData:
+    """The same items restricted to the configurations ``names`` (in that order), e.g. a
+    strong/weak pair for RouteLLM's metrics."""
+    missing = [n for n in names if n not in data.configs]
+    if missing:
+        raise ValueError(f"configurations {missing} are not in the data")
+    cols = [data.configs.index(n) for n in names]
+    return RoutingData(
+        ids=data.ids,
+        benchmarks=data.benchmarks,
+        splits=data.splits,
+        prompts=data.prompts,
+        configs=tuple(names),
+        scores=data.scores[:, cols],
+        costs=None if data.costs is None else data.costs[:, cols],
+        languages=data.languages,
+        domains=data.domains,
+        subjects=data.subjects,
+    )

@@ -21,7 +21,7 @@ def test_single_points_and_oracle() -> None:
     scores = np.array([[1.0, 1.0, 0.0], [0.0, np.nan, 1.0], [0.0, 0.0, 0.0], [np.nan, 0.5, 0.2]])
     cost = np.array([[1.0, 2.0, 3.0]] * 4)
     pts = single_points(scores, cost)
-    np.testing.assert_allclose(pts, [(4.0, 1 / 3), (8.0, 0.5), (12.0, 0.3)])
+    np.testing.assert_allclose(pts, [(4.0, 0.25), (8.0, 0.375), (12.0, 0.3)])  # unknown: 0
     # Item 0: tie of 0 and 1 -> cheaper 0; item 1: 2 (NaN never wins); item 2: all 0 ->
     # cheapest; item 3: 1 (0.5 beats 0.2, NaN ignored).
     assert oracle_choice(scores, cost).tolist() == [0, 2, 0, 1]

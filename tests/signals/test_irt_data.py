@@ -17,6 +17,7 @@ from signals.irt.data import (
     ood_split,
     routerdc_protocol,
     train_test_split,
+    with_configs,
 )
 
 
@@ -168,3 +169,12 @@ def test_routerbench_arc_loads_with_its_split(shared_data: Path) -> None:
     assert (len(tr), len(te)) == (1039, 445)
     assert d.costs is not None and len(d.configs) == 11
     assert int(np.isnan(d.scores).any(axis=1).sum()) == 28
+
+
+def test_with_configs_keeps_items_and_picks_columns(tmp_path: Path) -> None:
+    f = _write(tmp_path / "c.jsonl", [_row(0, scores={"a": 1, "b": 0, "c": 0.5}, costs={"c": 2})])
+    d = with_configs(load_routing_data([f]), ["c", "a"])
+    assert d.configs == ("c", "a") and d.scores.tolist() == [[0.5, 1.0]]
+    assert d.costs is not None and d.costs[0, 0] == 2.0 and np.isnan(d.costs[0, 1])
+    with pytest.raises(ValueError):
+        with_configs(d, ["zzz"])

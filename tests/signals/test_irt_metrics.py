@@ -88,9 +88,9 @@ def test_routerdc_accuracy_averages_over_benchmarks() -> None:
     bench = np.array(["a", "a", "a", "b", "b"])
     choice = np.array([0, 1, 0, 0, 0])
     avg, per = routerdc_accuracy(choice, scores, bench)
-    # a: (1 + 1 + 0)/3 = 66.67; b: 0.5 (the unknown one is left out) = 50. Mean 58.33.
-    assert per["a"] == pytest.approx(200 / 3) and per["b"] == pytest.approx(50.0)
-    assert avg == pytest.approx((200 / 3 + 50) / 2)
+    # a: (1 + 1 + 0)/3 = 66.67; b: (0.5 + 0 for the unknown)/2 = 25. Mean 45.83.
+    assert per["a"] == pytest.approx(200 / 3) and per["b"] == pytest.approx(25.0)
+    assert avg == pytest.approx((200 / 3 + 25) / 2)
 
 
 def test_difficulty_spearman() -> None:
@@ -104,4 +104,4 @@ def test_sweep_point() -> None:
     scores = np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]])
     cost = np.array([[1.0, 10.0], [1.0, 10.0], [2.0, 20.0]])
     c, a = sweep_point(np.array([0, 0, 1]), scores, cost)
-    assert c == 22.0 and a == pytest.approx(1.0)  # unknown left out of the mean
+    assert c == 22.0 and a == pytest.approx(2 / 3)  # an unknown outcome earns nothing

@@ -1,0 +1,158 @@
+"""``irtgate eval``: every router method on the same split, one table and one report.
+
+Heavy imports (numpy, sklearn, matplotlib, the encoders) happen inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+RouterOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--router",
+        help="Trained router directory: its card gives the encoder and IRT hyper-parameters.",
+    ),
+]
+DataOpt = Annotated[
+    list[Path],
+    typer.Option("--data", help="Routing data file (JSONL, gzipped or not); repeat to merge."),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="test: in-distribution; ood: held-out benchmarks.")
+]
+OutOpt = Annotated[Path, typer.Option("--out", help="Directory for report.json/.md/.png.")]
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option("--encoder", help="static or minilm; overrides the router card's encoder."),
+]
+HoldoutOpt = Annotated[
+    list[str] | None,
+    typer.Option("--holdout", help="Benchmark to hold out for --split ood (repeat)."),
+]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help="auto: RouterDC's protocol when the data has its benchmarks; routerdc; plain.",
+    ),
+]
+NoIrtOpt = Annotated[bool, typer.Option("--no-irt", help="Leave irtgate's IRT model out.")]
+
+
+def _card(router: Path) -> dict[str, Any]:
+    import yaml
+
+    card_file = router / "router.yaml"
+    if not card_file.is_file():
+        raise typer.BadParameter(
+            f"{router} has no router.yaml (router card)", param_hint="--router"
+        )
+    try:
+        card = yaml.safe_load(card_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise typer.BadParameter(f"{card_file}: not valid YAML ({e})", param_hint="--router") from e
+    if not isinstance(card, dict):
+        raise typer.BadParameter(f"{card_file}: the card must be a mapping", param_hint="--router")
+    return card
+
+
+def run_eval(
+    data: list[Path],
+    *,
+    router: Path | None = None,
+    split: str = "test",
+    out: Path = Path("eval-report"),
+    encoder: str | None = None,
+    holdout: list[str] | None = None,
+    protocol: str = "auto",
+    irt: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load, split, embed, evaluate and write the reports; return the report."""
+    from signals.irt import evaluate as ev
+    from signals.irt.data import load_routing_data
+    from signals.irt.report import write_reports
+
+    hyper: dict[str, Any] = {}
+    if router is not None:
+        card = _card(router)
+        enc = card.get("encoder") or {}
+        if encoder is None and isinstance(enc, dict) and isinstance(enc.get("name"), str):
+            encoder = enc["name"]
+        if isinstance(card.get("hyperparameters"), dict):
+            hyper = dict(card["hyperparameters"])
+    encoder = encoder or "static"
+    if encoder not in ("static", "minilm"):
+        raise typer.BadParameter(f"unknown encoder {encoder!r}", param_hint="--encoder")
+    routing = load_routing_data(data)
+    if len(routing.configs) < 2:
+        raise typer.BadParameter("the data needs scores for at least 2 configurations")
+    train, test, how = ev.choose_split(routing, split, protocol=protocol, holdout=holdout)
+    X_train, X_test = ev.embed_items(encoder, [train, test], progress=progress)
+    methods = ev.default_methods(irt_hyperparameters=hyper)
+    if not irt:
+        methods = [m for m in methods if m.name != "irtgate"]
+    label = f"{', '.join(p.name for p in data)}: {how}; encoder {encoder}"
+    report = ev.evaluate(train, test, X_train, X_test, methods, progress=progress, label=label)
+    report["encoder"] = encoder
+    write_reports(report, out, title=f"Router evaluation: {label}")
+    return report
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        data: DataOpt,
+        router: RouterOpt = None,
+        split: SplitOpt = "test",
+        out: OutOpt = Path("eval-report"),
+        encoder: EncoderOpt = None,
+        holdout: HoldoutOpt = None,
+        protocol: ProtocolOpt = "auto",
+        no_irt: NoIrtOpt = False,
+    ) -> None:
+        """Evaluate irtgate and the baseline routers on routing data; write reports."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from signals.irt.data import DataError
+        from signals.irt.report import summary_rows
+
+        console = Console()
+        try:
+            report = run_eval(
+                data,
+                router=router,
+                split=split,
+                out=out,
+                encoder=encoder,
+                holdout=holdout,
+                protocol=protocol,
+                irt=not no_irt,
+            )
+        except DataError as e:
+            console.print(f"[red]bad routing data:[/red] {e}")
+            raise typer.Exit(2) from e
+        except ValueError as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+        header, rows = summary_rows(report)
+        table = Table(title=report["label"])
+        for h in header:
+            if h == "method":
+                table.add_column(h, justify="left", no_wrap=True)
+            else:
+                table.add_column(h, justify="right")
+        for r in rows:
+            # Org prefixes make the table too wide for a terminal; report.md keeps them.
+            table.add_row(r[0].split("/")[-1], *r[1:])
+        console.print(table)
+        best = report["best_single"]
+        console.print(
+            f"best single: {best['config']} acc {best['accuracy']:.4f} cost {best['cost']:.4g}"
+        )
+        console.print(f"reports written to {out}/report.json, report.md, report.png")
