@@ -51,8 +51,7 @@ def load_ner() -> Any:
                 break
             else:
                 raise RuntimeError(
-                    "PII type 'person' needs spaCy and an English model: "
-                    "pip install 'irtgate[ner]'"
+                    "PII type 'person' needs spaCy and an English model: pip install 'irtgate[ner]'"
                 )
         return _nlp
 

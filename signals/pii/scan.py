@@ -88,6 +88,7 @@ def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
     """Keep the most confident (then longest) finding where spans overlap, e.g. a card
     number that ``phonenumbers`` also accepts as a phone number."""
     kept: list[Finding] = []
+
     # Pattern types win ties against NER names: a validated checksum beats a model's guess.
     def rank(f: Finding) -> tuple[float, bool, int, int]:
         return (-f.confidence, f.type is PIIType.PERSON, -(f.end - f.start), f.start)
