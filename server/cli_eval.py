@@ -117,6 +117,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate irtgate and the baseline routers on routing data; write reports."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from signals.irt.data import DataError
@@ -134,12 +135,14 @@ def register(app: typer.Typer) -> None:
                 protocol=protocol,
                 irt=not no_irt,
             )
+        # SystemExit, not typer.Exit: server.cli.main runs click with standalone_mode=False,
+        # where click turns typer.Exit into a return value that main drops.
         except DataError as e:
-            console.print(f"[red]bad routing data:[/red] {e}")
-            raise typer.Exit(2) from e
+            console.print(f"[red]bad routing data:[/red] {escape(str(e))}", soft_wrap=True)
+            raise SystemExit(2) from e
         except ValueError as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+            raise SystemExit(2) from e
         header, rows = summary_rows(report)
         table = Table(title=report["label"])
         for h in header:
