@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/irtgate up
 
-test: install
+test: install prometheus
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
@@ -56,3 +56,19 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Prometheus and promtool (Debian package) for the dashboard and alert-rule tests. Installs as
+# root with apt-get; elsewhere it only says so, and those tests skip with the reason. The
+# package's own service is not wanted: the tests start their own Prometheus on a free port.
+.PHONY: prometheus
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends prometheus \
+	    || echo "prometheus: apt-get install failed; the Prometheus tests will skip"; \
+	  systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	else \
+	  echo "prometheus: not installed, and installing needs root and apt-get; the Prometheus tests will skip"; \
+	fi

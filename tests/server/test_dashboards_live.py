@@ -292,6 +292,8 @@ class Stack:
 
     def send_through_envoy(self, n: int) -> None:
         """n requests per listener, returning once Envoy's histograms include them."""
+        if not self.has_envoy:
+            return
         for port in self.envoy_ports.values():
             for _ in range(n):
                 status, _ = http_get(f"http://127.0.0.1:{port}/healthz")
