@@ -33,6 +33,7 @@ import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from server.metrics import ERROR_KINDS, Metrics
+from signals.request import ApiKind
 from tests.server.test_dashboards import (
     Query,
     dashboard_queries,
@@ -142,7 +143,7 @@ def drive(m: Metrics, scale: int) -> None:
         ("hard", "big-llm", "high"),
         ("private", "local", "none"),
     )
-    for api in ("chat", "responses", "messages"):
+    for api in [kind.value for kind in ApiKind]:
         for decision, model, budget in routes:
             m.requests.labels(api, decision, model, budget, "routed").inc(3 * scale)
             m.estimated_cost.labels(decision, model).inc(0.002 * scale)
@@ -151,9 +152,10 @@ def drive(m: Metrics, scale: int) -> None:
                 m.p_correct.labels(decision).observe(p)
         for seconds in (0.0008, 0.004, 0.012, 0.2):
             m.decision_latency.labels(api).observe(seconds)
-    m.requests.labels("chat", "", "gpt-4o", "", "passthrough").inc(scale)
-    m.requests.labels("chat", "", "", "", "rejected").inc(2 * scale)
-    m.requests.labels("chat", "hard", "big-llm", "high", "error").inc(4 * scale)
+    # Label conventions of server/core.py: a rejection's decision is its error code.
+    m.requests.labels("chat_completions", "passthrough", "gpt-4o", "none", "passthrough").inc(scale)
+    m.requests.labels("responses", "invalid_json", "none", "none", "rejected").inc(2 * scale)
+    m.requests.labels("chat_completions", "internal_error", "none", "none", "error").inc(4 * scale)
     for kind in ERROR_KINDS:
         m.errors.labels(kind).inc(scale)
     for signal, seconds in (("difficulty", 0.004), ("domain", 0.0005), ("pii", 0.0002)):
