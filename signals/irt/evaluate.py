@@ -109,8 +109,13 @@ def evaluate(
     seed: int = 0,
     progress: bool = False,
     label: str = "",
+    fitted: bool = False,
 ) -> dict[str, Any]:
-    """Run every fixed router and every method; return the report (JSON-ready dict)."""
+    """Run every fixed router and every method; return the report (JSON-ready dict).
+
+    With ``fitted`` the methods are used as they are (already fitted on ``train``, e.g. for
+    a second test set of the same protocol) and only predict.
+    """
     from tqdm import tqdm
 
     if train.configs != test.configs:
@@ -174,9 +179,10 @@ def evaluate(
     # -- learned routers ---------------------------------------------------------------------
     for m in tqdm(list(methods), desc="methods", unit="method", disable=not progress):
         e: dict[str, Any] = {"kind": "predictor"}
-        t0 = time.perf_counter()
-        m.fit(X_train, train.scores, realized_costs(train.costs, expected, len(train)))
-        e["fit_seconds"] = time.perf_counter() - t0
+        if not fitted:
+            t0 = time.perf_counter()
+            m.fit(X_train, train.scores, realized_costs(train.costs, expected, len(train)))
+            e["fit_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         P = np.asarray(m.predict(X_test), dtype=np.float64)
         e["predict_ms_per_item"] = (time.perf_counter() - t0) * 1000 / len(test)
