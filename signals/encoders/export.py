@@ -35,6 +35,9 @@ MINILM_WINDOW = TokenWindow(max_tokens=126, head=16)  # 128 with [CLS] and [SEP]
 STATIC_WINDOW = TokenWindow(max_tokens=256, head=32)
 
 PCA_DIMS = 256
+# Eager attention exports the plain matmul/softmax pattern that onnxruntime fuses into
+# its Attention op; the SDPA path exports a pattern it does not recognise.
+ATTN = "eager"
 
 
 def source_model_dir() -> Path:
@@ -130,7 +133,9 @@ class _Pooled:
             # this model, inside the graph so that serving is one session.run.
             def __init__(self) -> None:
                 super().__init__()
-                self.bert = AutoModel.from_pretrained(str(src), local_files_only=True)
+                self.bert = AutoModel.from_pretrained(
+                    str(src), local_files_only=True, attn_implementation=ATTN
+                )
 
             def forward(self, input_ids: Any, attention_mask: Any) -> Any:
                 hidden = self.bert(
@@ -196,7 +201,7 @@ def _quantize(onnx_in: Path, onnx_out: Path) -> None:
 
 
 def export_minilm(
-    out: Path = ARTIFACTS / "minilm", fuse: bool = True, keep: Path | None = None
+    out: Path = ARTIFACTS / "minilm", fuse: bool = False, keep: Path | None = None
 ) -> Path:
     """Export, optionally fuse, quantize; ``keep`` saves the intermediate graphs there."""
     _offline()
@@ -242,13 +247,17 @@ def export_minilm(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m signals.encoders.export", description=__doc__)
     parser.add_argument("which", choices=["static", "minilm", "all"])
-    parser.add_argument("--no-fuse", action="store_true", help="skip onnxruntime's BERT fusions")
+    parser.add_argument(
+        "--fuse",
+        action="store_true",
+        help="apply onnxruntime's BERT fusions before quantizing (measured slower after int8)",
+    )
     parser.add_argument("--keep", type=Path, help="also save the fp32/fused graphs here")
     args = parser.parse_args(argv)
     if args.which in ("static", "all"):
         export_static()
     if args.which in ("minilm", "all"):
-        export_minilm(fuse=not args.no_fuse, keep=args.keep)
+        export_minilm(fuse=args.fuse, keep=args.keep)
 
 
 if __name__ == "__main__":
