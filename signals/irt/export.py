@@ -63,11 +63,11 @@ def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
     use_warm = cfg.knn_blend > 0 and train is not None
     use_kp = cfg.knn_p_blend > 0 and train is not None and model.train_scores is not None
     if train is not None and (use_warm or use_kp):
-        const("knn_train_T_f16", train.T, np.float16)
+        # One float16 copy of the training rows; the transpose is folded at session load.
         const("knn_train_f16", train, np.float16)
         nodes += [
-            helper.make_node("Cast", ["knn_train_T_f16"], ["knn_train_T"], to=TensorProto.FLOAT),
             helper.make_node("Cast", ["knn_train_f16"], ["knn_train"], to=TensorProto.FLOAT),
+            helper.make_node("Transpose", ["knn_train"], ["knn_train_T"], perm=[1, 0]),
             helper.make_node("MatMul", [x, "knn_train_T"], ["knn_sim"]),
         ]
     if use_warm and train is not None:
