@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-bad-input")]
 CHAT = "/v1/chat/completions"
 LIMIT = 64 * 1024
 JSON = {"content-type": "application/json"}
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,7 @@ CASES = [
     ("messages bad thinking", "/v1/messages",
      b'{"model":"auto","messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled",'
      b'"budget_tokens":"lots"}}', JSON, 400, "invalid_request"),
-    ("form content type", CHAT, b"model=auto", {"content-type": "application/x-www-form-urlencoded"},
-     415, "unsupported_media_type"),
+    ("form content type", CHAT, b"model=auto", FORM, 415, "unsupported_media_type"),
     ("no content type", CHAT, b'{"model":"auto","messages":[]}', {}, 415,
      "unsupported_media_type"),
     ("over limit", CHAT, _big(LIMIT + 10), JSON, 413, "request_too_large"),
