@@ -17,6 +17,7 @@ Choices, with the measured reasons in ``../shared/notes/envoy-extproc.md``:
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,6 +60,14 @@ class EnvoyOptions:
         return cls(
             settings.envoy_port, settings.envoy_admin_port, settings.grpc_port, settings.admin_port
         )
+
+
+def _bind_ip(host: str) -> str:
+    """Listeners and the admin need an IP; a host name is resolved once, here."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return socket.gethostbyname(host)
 
 
 def _address(host: str, port: int) -> dict[str, Any]:
@@ -251,12 +260,12 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
         *(_cluster(u.name, u.host, ports.get(u.name, u.port)) for u in settings.upstreams),
     ]
     return {
-        "admin": {"address": _address(host, opts.admin_port)},
+        "admin": {"address": _address(_bind_ip(host), opts.admin_port)},
         "static_resources": {
             "listeners": [
                 {
                     "name": "irtgate",
-                    "address": _address(host, opts.listen_port),
+                    "address": _address(_bind_ip(host), opts.listen_port),
                     # Whole bodies are buffered for ext_proc; Envoy's 1 MiB default gives 413s.
                     "per_connection_buffer_limit_bytes": settings.envoy_buffer_limit,
                     "filter_chains": [

@@ -45,7 +45,8 @@ def _invalid(message: str) -> ClientError:
 def decode_json(body: bytes) -> Mapping[str, Any]:
     """The body as a JSON object, or the matching client error."""
     try:
-        doc = json.loads(body)
+        # RFC 8259: JSON on the wire is UTF-8; json.loads(bytes) would also guess UTF-16/32.
+        doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise errors.INVALID_JSON.with_message("body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as e:

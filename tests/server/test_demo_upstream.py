@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from server.demo_upstream import DemoConfig, DemoUpstream
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[str]:
+    up = DemoUpstream(DemoConfig("echo-1", stream_events=3, stream_interval_s=0.01))
+    await up.start()
+    yield f"http://127.0.0.1:{up.port}"
+    await up.stop()
+
+
+async def test_echo_shapes(demo: str) -> None:
+    async with httpx.AsyncClient(base_url=demo) as c:
+        r = await c.post(
+            "/v1/chat/completions", json={"model": "m", "reasoning_effort": "high", "messages": []}
+        )
+        doc = r.json()
+        assert doc["object"] == "chat.completion"
+        assert doc["irtgate_demo"]["upstream"] == "echo-1"
+        assert "reasoning_effort=high" in doc["choices"][0]["message"]["content"]
+        r = await c.post("/v1/responses", json={"model": "m", "reasoning": {"effort": "low"}})
+        assert r.json()["irtgate_demo"]["reasoning"] == {"effort": "low"}
+        r = await c.post("/v1/messages", json={"model": "m", "thinking": {"type": "enabled"}})
+        assert r.json()["type"] == "message"
+        r = await c.post("/v1/messages", content=b"[]")
+        assert r.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "last"),
+    [
+        ("/v1/chat/completions", "data: [DONE]"),
+        ("/v1/responses", "event: response.completed"),
+        ("/v1/messages", "event: message_stop"),
+    ],
+)
+async def test_streaming(demo: str, path: str, last: str) -> None:
+    async with httpx.AsyncClient(base_url=demo) as c:
+        r = await c.post(path, json={"model": "m", "stream": True})
+        assert r.headers["content-type"].startswith("text/event-stream")
+        frames = [f for f in r.text.split("\n\n") if f]
+        assert len(frames) == 4
+        assert frames[-1].startswith(last)
+        first = json.loads(frames[0].split("data: ", 1)[1])
+        assert first["irtgate_demo"]["model"] == "m"
