@@ -1,0 +1,117 @@
+"""Serving: loading router directories (the shipped default included) and predicting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signals.irt.export import export_router, numpy_outputs
+from signals.irt.model import IRTModel
+from signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter, Prediction, RouterLoadError
+
+pytest.importorskip("onnx")
+
+
+def _router(tmp_path: Path) -> tuple[IRTRouter, IRTModel]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 10))
+    Y = rng.random((200, 3))
+    m = IRTModel(k=2, max_epochs=10, knn_p_blend=0.0)
+    m.fit(X, Y)
+    configs = ["small", "medium", "large"]
+    card = {
+        "encoder": {"name": "static", "hash": "x"},
+        "configurations": [
+            {"name": c, "expected_cost": cost, "ability": m.abilities[i].tolist()}
+            for i, (c, cost) in enumerate(zip(configs, [0.1, 1.0, 10.0], strict=True))
+        ],
+    }
+    export_router(m, tmp_path, configs=configs, card=card)
+    return IRTRouter.load(tmp_path), m
+
+
+def test_predict_matches_the_model(tmp_path: Path) -> None:
+    r, m = _router(tmp_path)
+    assert r.configs == ("small", "medium", "large")
+    assert r.expected_cost["large"] == 10.0
+    assert r.encoder_name == "static"
+    e = np.random.default_rng(5).normal(size=10).astype(np.float32)
+    pred = r.predict(e)
+    assert isinstance(pred, Prediction)
+    want_d, want_a, want_p = numpy_outputs(m, e[None, :])
+    assert pred.difficulty == pytest.approx(float(want_d[0]), abs=1e-5)
+    assert pred.discrimination == pytest.approx(float(np.linalg.norm(want_a[0])), abs=1e-5)
+    assert [pred.p[c] for c in r.configs] == pytest.approx(want_p[0].tolist(), abs=1e-5)
+    assert pred.best() == r.configs[int(np.argmax(want_p[0]))]
+    d, a, p = r.predict_batch(np.stack([e, e]))
+    assert d.shape == (2,) and a.shape == (2,) and p.shape == (2, 3)
+
+
+def test_bad_embeddings_get_clear_errors(tmp_path: Path) -> None:
+    r, _ = _router(tmp_path)
+    with pytest.raises(ValueError, match=r"shape \(n, 10\)"):
+        r.predict(np.zeros(7, dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        r.predict(np.full(10, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="one embedding"):
+        r.predict(np.zeros((2, 10), dtype=np.float32))
+
+
+def test_missing_or_broken_directories(tmp_path: Path) -> None:
+    with pytest.raises(RouterLoadError, match=r"no heads\.onnx"):
+        IRTRouter.load(tmp_path)
+    _router(tmp_path)
+    (tmp_path / "router.yaml").write_text("configurations: [\n")
+    with pytest.raises(RouterLoadError, match="not valid YAML"):
+        IRTRouter.load(tmp_path)
+    (tmp_path / "router.yaml").write_text("configurations: [{name: a}]\nencoder: {name: static}\n")
+    with pytest.raises(RouterLoadError, match="predicts 3 configurations, card lists 1"):
+        IRTRouter.load(tmp_path)
+
+
+def test_shipped_default_router_loads_without_shared_data() -> None:
+    # Nothing here reads ../shared: the default router is self-contained in the repo.
+    assert DEFAULT_ROUTER_DIR.is_dir()
+    r = IRTRouter.load()
+    assert len(r.configs) >= 2
+    assert r.encoder_name in ("static", "minilm")
+    assert all(np.isfinite(v) and v > 0 for v in r.expected_cost.values())
+    e = np.random.default_rng(0).normal(size=r.dim).astype(np.float32)
+    e /= np.linalg.norm(e)
+    pred = r.predict(e)
+    assert set(pred.p) == set(r.configs)
+    assert all(0.0 < v < 1.0 for v in pred.p.values())
+    card = r.card
+    for key in ("encoder", "configurations", "training", "hyperparameters", "metrics"):
+        assert key in card
+    assert card["encoder"]["hash"]
+
+
+def test_shipped_router_end_to_end_with_its_encoder() -> None:
+    from signals.request import ApiKind, LLMRequest, Message
+    from signals.text import PromptText
+
+    r = IRTRouter.load()
+    emb = r.embedder()
+    assert r.embedder() is emb  # loaded once
+
+    def ask(text: str) -> Prediction:
+        req = LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText(text)),))
+        return r.predict(emb.embed_request(req))
+
+    easy = ask("What is 2 + 2?")
+    assert set(easy.p) == set(r.configs)
+
+
+def test_importing_runtime_is_light() -> None:
+    import subprocess
+
+    code = (
+        "import sys, signals.irt.runtime; "
+        "print(any(m in sys.modules for m in ('onnxruntime', 'numpy', 'yaml')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
