@@ -53,6 +53,7 @@ class EnvoyOptions:
     upstream_ports: dict[str, int] | None = None  # override Settings' upstream ports
     extproc_enabled: bool = True  # False: the same Envoy without irtgate (benchmark baseline)
     access_log: bool = True
+    max_connections: int = 10_000
     upstream_timeout_s: float = 300.0  # LLM calls are slow; Envoy's 15 s default is not enough
 
     @classmethod
@@ -261,6 +262,19 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
     ]
     return {
         "admin": {"address": _address(_bind_ip(host), opts.admin_port)},
+        # A connection cap (Envoy warns at start-up without one).
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": f"{T}.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": opts.max_connections,
+                    },
+                }
+            ]
+        },
         "static_resources": {
             "listeners": [
                 {
