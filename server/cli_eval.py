@@ -41,6 +41,40 @@ ProtocolOpt = Annotated[
     ),
 ]
 NoIrtOpt = Annotated[bool, typer.Option("--no-irt", help="Leave irtgate's IRT model out.")]
+PricesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices",
+        help="YAML/JSON price table for data without costs: "
+        "configuration: [USD per 1M input tokens, USD per 1M output tokens].",
+    ),
+]
+OutTokOpt = Annotated[
+    float, typer.Option("--output-tokens", help="Expected output tokens per answer (prices).")
+]
+
+
+def load_prices(path: Path) -> dict[str, tuple[float, float]]:
+    """A price table: ``{config: [input USD/1M tokens, output USD/1M tokens]}``."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise typer.BadParameter(f"{path}: cannot read ({e})", param_hint="--prices") from e
+    if not isinstance(raw, dict):
+        raise typer.BadParameter(f"{path}: expected a mapping", param_hint="--prices")
+    out: dict[str, tuple[float, float]] = {}
+    for cfg, val in raw.items():
+        ok = isinstance(val, list) and len(val) == 2
+        ok = ok and all(isinstance(v, int | float) and v >= 0 for v in val)
+        if not ok:
+            raise typer.BadParameter(
+                f"{path}: {cfg!r} must be [input price, output price] (USD per 1M tokens)",
+                param_hint="--prices",
+            )
+        out[str(cfg)] = (float(val[0]), float(val[1]))
+    return out
 
 
 def _card(router: Path) -> dict[str, Any]:
@@ -71,12 +105,15 @@ def run_eval(
     protocol: str = "auto",
     irt: bool = True,
     progress: bool = True,
+    prices: Path | None = None,
+    output_tokens: float = 256.0,
 ) -> dict[str, Any]:
     """Load, split, embed, evaluate and write the reports; return the report."""
     from signals.irt import evaluate as ev
     from signals.irt.data import load_routing_data
     from signals.irt.report import write_reports
 
+    table = load_prices(prices) if prices is not None else None  # fail before slow steps
     hyper: dict[str, Any] = {}
     if router is not None:
         card = _card(router)
@@ -97,7 +134,17 @@ def run_eval(
     if not irt:
         methods = [m for m in methods if m.name != "irtgate"]
     label = f"{', '.join(p.name for p in data)}: {how}; encoder {encoder}"
-    report = ev.evaluate(train, test, X_train, X_test, methods, progress=progress, label=label)
+    report = ev.evaluate(
+        train,
+        test,
+        X_train,
+        X_test,
+        methods,
+        progress=progress,
+        label=label,
+        prices=table,
+        output_tokens=output_tokens,
+    )
     report["encoder"] = encoder
     write_reports(report, out, title=f"Router evaluation: {label}")
     return report
@@ -114,6 +161,8 @@ def register(app: typer.Typer) -> None:
         holdout: HoldoutOpt = None,
         protocol: ProtocolOpt = "auto",
         no_irt: NoIrtOpt = False,
+        prices: PricesOpt = None,
+        output_tokens: OutTokOpt = 256.0,
     ) -> None:
         """Evaluate irtgate and the baseline routers on routing data; write reports."""
         from rich.console import Console
@@ -134,6 +183,8 @@ def register(app: typer.Typer) -> None:
                 holdout=holdout,
                 protocol=protocol,
                 irt=not no_irt,
+                prices=prices,
+                output_tokens=output_tokens,
             )
         # SystemExit, not typer.Exit: server.cli.main runs click with standalone_mode=False,
         # where click turns typer.Exit into a return value that main drops.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -110,11 +110,16 @@ def evaluate(
     progress: bool = False,
     label: str = "",
     fitted: bool = False,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    output_tokens: float = 256.0,
 ) -> dict[str, Any]:
     """Run every fixed router and every method; return the report (JSON-ready dict).
 
     With ``fitted`` the methods are used as they are (already fitted on ``train``, e.g. for
-    a second test set of the same protocol) and only predict.
+    a second test set of the same protocol) and only predict. ``prices`` (configuration ->
+    USD per 1M input and output tokens) prices configurations the data has no costs for:
+    input tokens are estimated from the training prompts (4 characters a token), output
+    tokens are ``output_tokens``.
     """
     from tqdm import tqdm
 
@@ -126,10 +131,13 @@ def evaluate(
         raise ValueError("embeddings and items differ in number")
     configs = test.configs
     G = len(configs)
-    expected = expected_costs(configs, train.costs)
-    if train.costs is None and test.costs is not None:
-        expected = expected_costs(configs, test.costs)  # prices are public; outcomes are not
-    cost_known = train.costs is not None or test.costs is not None
+    in_tokens = float(np.mean([len(p) for p in train.prompts])) / 4.0
+    # Prices are public, outcomes are not: test costs may price what training lacks.
+    observed = train.costs if train.costs is not None else test.costs
+    expected = expected_costs(
+        configs, observed, prices=prices, input_tokens=in_tokens, output_tokens=output_tokens
+    )
+    cost_known = observed is not None or bool(prices)
     cm = realized_costs(test.costs, expected, len(test))
     S, bench = test.scores, test.benchmarks
     pair = _pair_indices(configs, expected, train) if G == 2 else None

@@ -183,3 +183,37 @@ def test_cli_eval_bad_data_names_the_line(
     assert main(["eval", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     out = capsys.readouterr().out
     assert "line 1" in out and "scores.m" in out
+
+
+def test_price_table_prices_data_without_costs(tmp_path: Path) -> None:
+    d = load_routing_data([_make_file(tmp_path / "n.jsonl", 300, ["a", "b", "c"], 4, costs=False)])
+    train, test, _ = ev.choose_split(d, "test")
+    prices = {"a": (1.0, 1.0), "b": (10.0, 10.0), "c": (100.0, 100.0)}
+    rep = ev.evaluate(
+        train,
+        test,
+        _embed(train),
+        _embed(test),
+        [Perfect(3)],
+        ws=(0, 1),
+        prices=prices,
+        output_tokens=100,
+    )
+    assert rep["cost_source"] == "data"
+    # 8-character prompts = 2 input tokens: (2 * 1 + 100 * 1) / 1e6 for config a.
+    assert rep["expected_cost"]["a"] == pytest.approx(102 / 1e6)
+    assert rep["expected_cost"]["c"] == pytest.approx(100 * 102 / 1e6)
+    (_, c0, _), (_, c1, _) = rep["methods"]["perfect"]["sweep"]["linear"]
+    assert c0 == pytest.approx(len(test) * 102 / 1e6) and c1 > c0
+
+
+def test_cli_rejects_a_bad_price_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli import main
+
+    f = _make_file(tmp_path / "d.jsonl", 50, ["s", "m"], 5)
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("s: [1, 2]\nm: cheap\n")
+    code = main(["eval", "--data", str(f), "--prices", str(bad), "--out", str(tmp_path / "o")])
+    assert code != 0
+    cap = capsys.readouterr()
+    assert "'m' must be" in cap.err + cap.out
