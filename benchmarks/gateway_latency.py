@@ -1,0 +1,238 @@
+"""Latency through Envoy with irtgate (ext_proc) against the same Envoy without the filter.
+
+One run, same machine, same demo upstream, same request (a small Chat Completions body with
+``model: auto``, routed and rewritten by irtgate; forwarded as-is by the baseline):
+
+- sequential: one keep-alive connection per target, requests interleaved between targets;
+- concurrent: 16 keep-alive connections, rounds alternating between targets.
+
+irtgate runs as ``irtgate serve`` in its own process (as in production), the demo upstream
+in this process, the load generator in a child process so that it does not share a GIL
+with either. Prints p50/p99 per target (median over rounds), the p50 difference and the
+ratio, and writes ``benchmarks/reports/gateway_latency.{json,md}``.
+
+    nice -n 10 .venv/bin/python benchmarks/gateway_latency.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+REPORTS = REPO / "benchmarks" / "reports"
+BODY = json.dumps(
+    {"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+).encode()
+CONCURRENCY = 16
+
+
+def _request(port: int) -> bytes:
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> float:
+    t0 = time.perf_counter()
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}")
+    return (time.perf_counter() - t0) * 1000
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
+
+
+async def _sequential(ports: dict[str, int], rounds: int, n: int) -> dict[str, list[list[float]]]:
+    conns = {name: await _connect(p) for name, p in ports.items()}
+    reqs = {name: _request(p) for name, p in ports.items()}
+    for name in ports:  # warm-up
+        for _ in range(50):
+            await _one(*conns[name], reqs[name])
+    out: dict[str, list[list[float]]] = {name: [] for name in ports}
+    for _ in range(rounds):
+        samples: dict[str, list[float]] = {name: [] for name in ports}
+        for _ in range(n):
+            for name in ports:  # interleaved: drift hits both targets alike
+                samples[name].append(await _one(*conns[name], reqs[name]))
+        for name in ports:
+            out[name].append(samples[name])
+    for _, w in conns.values():
+        w.close()
+    return out
+
+
+async def _concurrent(
+    ports: dict[str, int], rounds: int, per_conn: int
+) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    conns = {name: [await _connect(p) for _ in range(CONCURRENCY)] for name, p in ports.items()}
+    reqs = {name: _request(p) for name, p in ports.items()}
+    out: dict[str, list[list[float]]] = {name: [] for name in ports}
+    rps: dict[str, list[float]] = {name: [] for name in ports}
+
+    async def worker(name: str, conn: tuple[Any, Any], k: int) -> list[float]:
+        return [await _one(*conn, reqs[name]) for _ in range(k)]
+
+    for name in ports:  # warm-up
+        await asyncio.gather(*(worker(name, c, 5) for c in conns[name]))
+    for _ in range(rounds):
+        for name in ports:
+            t0 = time.perf_counter()
+            parts = await asyncio.gather(*(worker(name, c, per_conn) for c in conns[name]))
+            elapsed = time.perf_counter() - t0
+            flat = [x for p in parts for x in p]
+            out[name].append(flat)
+            rps[name].append(len(flat) / elapsed)
+    for cs in conns.values():
+        for _, w in cs:
+            w.close()
+    return out, rps
+
+
+def _load(ports: dict[str, int], quick: bool, queue: mp.Queue[Any]) -> None:
+    rounds = 3 if quick else 5
+    seq = asyncio.run(_sequential(ports, rounds, 100 if quick else 400))
+    conc, rps = asyncio.run(_concurrent(ports, rounds, 20 if quick else 60))
+    queue.put({"sequential": seq, "concurrent": conc, "rps": rps})
+
+
+def _pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def summarise(rounds: list[list[float]]) -> dict[str, float]:
+    """Median over rounds of each round's p50/p99 (ms), plus the pooled figures."""
+    pooled = [x for r in rounds for x in r]
+    return {
+        "p50_ms": statistics.median(_pct(r, 0.50) for r in rounds),
+        "p99_ms": statistics.median(_pct(r, 0.99) for r in rounds),
+        "pooled_p50_ms": _pct(pooled, 0.50),
+        "pooled_p99_ms": _pct(pooled, 0.99),
+        "n": len(pooled),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from server.envoy_config import EnvoyOptions, render
+    from server.envoy_process import EnvoyProcess
+    from tests.e2e.harness import running_stack, stack_settings
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_stack(Path(tmp), stack_settings(), processor="subprocess", name="bench") as stack,
+    ):
+        # Both Envoys without access logs: the comparison is about the filter alone.
+        opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
+                            access_log=False)  # fmt: skip
+        stack.envoy.stop()
+        with_filter = EnvoyProcess(render(stack.settings, opts), Path(tmp) / "with").start()
+        base_opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
+                                 access_log=False, extproc_enabled=False)  # fmt: skip
+        baseline = EnvoyProcess(render(stack.settings, base_opts), Path(tmp) / "base").start()
+        try:
+            ports = {"envoy": baseline.listen_port, "envoy+irtgate": with_filter.listen_port}
+            queue: mp.Queue[Any] = mp.get_context("spawn").Queue()
+            proc = mp.get_context("spawn").Process(target=_load, args=(ports, quick, queue))
+            proc.start()
+            raw = queue.get(timeout=600)
+            proc.join()
+        finally:
+            with_filter.stop()
+            baseline.stop()
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(), "loadavg_1m_at_end": os.getloadavg()[0]},
+        "concurrency": CONCURRENCY,
+        "quick": quick,
+    }  # fmt: skip
+    for mode in ("sequential", "concurrent"):
+        figs = {name: summarise(rounds) for name, rounds in raw[mode].items()}
+        base, irt = figs["envoy"], figs["envoy+irtgate"]
+        figs["delta_p50_ms"] = irt["p50_ms"] - base["p50_ms"]  # type: ignore[assignment]
+        figs["ratio_p50"] = irt["p50_ms"] / base["p50_ms"]  # type: ignore[assignment]
+        figs["ratio_p99"] = irt["p99_ms"] / base["p99_ms"]  # type: ignore[assignment]
+        result[mode] = figs
+    result["concurrent_rps"] = {k: statistics.median(v) for k, v in raw["rps"].items()}
+    return result
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# Gateway latency: Envoy + irtgate vs the same Envoy without ext_proc",
+        "",
+        f"Machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}, "
+        f"1-min load average {r['machine']['loadavg_1m_at_end']:.1f} at the end of the run. "
+        "Client, Envoy, irtgate and the demo upstream share the machine. "
+        "p50/p99 are medians over rounds (ms).",
+        "",
+        "| mode | target | p50 ms | p99 ms | requests |",
+        "|---|---|---|---|---|",
+    ]
+    for mode in ("sequential", "concurrent"):
+        for target in ("envoy", "envoy+irtgate"):
+            f = r[mode][target]
+            lines.append(
+                f"| {mode} | {target} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['n']} |"
+            )
+    lines += ["", "| mode | Δp50 ms | p50 ratio | p99 ratio |", "|---|---|---|---|"]
+    for mode in ("sequential", "concurrent"):
+        f = r[mode]
+        lines.append(
+            f"| {mode} | {f['delta_p50_ms']:+.2f} | {f['ratio_p50']:.2f} | {f['ratio_p99']:.2f} |"
+        )
+    rps = r["concurrent_rps"]
+    lines += [
+        "",
+        f"Throughput with {r['concurrency']} connections: envoy {rps['envoy']:.0f} rps, "
+        f"envoy+irtgate {rps['envoy+irtgate']:.0f} rps.",
+        "",
+        "Goal for the skeleton (static decider, no ML): at most +2 ms at p50 (sequential).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Envoy+irtgate vs Envoy latency")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    args = parser.parse_args()
+    r = run(args.quick)
+    md = markdown(r)
+    print(md)
+    if not args.quick:
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        (REPORTS / "gateway_latency.json").write_text(json.dumps(r, indent=2) + "\n")
+        (REPORTS / "gateway_latency.md").write_text(md)
+        print(f"wrote {REPORTS / 'gateway_latency.md'} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
