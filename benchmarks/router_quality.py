@@ -148,10 +148,10 @@ def headline(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "arc_pair_cpt50": pair[n].get("cpt50"),
                 "arc_pair_cpt80": pair[n].get("cpt80"),
                 "difficulty_spearman_id": rid[n].get(
-                    "difficulty_spearman_irt_b", rid[n].get("difficulty_spearman")
+                    "difficulty_spearman_irt", rid[n].get("difficulty_spearman")
                 ),
                 "difficulty_spearman_ood": rood[n].get(
-                    "difficulty_spearman_irt_b", rood[n].get("difficulty_spearman")
+                    "difficulty_spearman_irt", rood[n].get("difficulty_spearman")
                 ),
             }
         )
@@ -185,8 +185,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
         "GPT-4 alone 0.944 for $2.25); AIQ as RouterBench's code; 'acc <= 15%' is the best",
         "accuracy among a method's operating points costing <= 15% of GPT-4's cost (target",
         ">= 0.944). APGR/CPT: RouteLLM, on the mistral-7b-chat / GPT-4 pair. Spearman:",
-        "predicted difficulty (IRT b for irtgate, 1 - mean P otherwise) against the share of",
-        "configurations that fail, on the test items.",
+        "predicted difficulty (for irtgate its IRT difficulty b - a·mean(θ), otherwise",
+        "1 - mean P) against the share of configurations that fail, on the test items.",
         "",
     ]
     for enc, res in results.items():

@@ -211,9 +211,13 @@ def evaluate(
         e["sweep"] = sweeps
         e["difficulty_spearman"] = _spearman(1.0 - P.mean(axis=1), S)
         if hasattr(m, "item_params"):
-            with contextlib.suppress(RuntimeError, ValueError):
-                b = np.asarray(m.item_params(X_test)[1])
-                e["difficulty_spearman_irt_b"] = _spearman(b, S)
+            with contextlib.suppress(RuntimeError, ValueError, AttributeError):
+                disc, b = (np.asarray(v) for v in m.item_params(X_test))
+                theta = getattr(m, "abilities", None)
+                # The IRT router's reported difficulty: b - a·mean(theta), minus the logit
+                # of P for a configuration of average ability (see signals.irt.export).
+                d = b - disc @ np.asarray(theta).mean(axis=0) if theta is not None else b
+                e["difficulty_spearman_irt"] = _spearman(d, S)
         if pair is not None:
             _add_pair(e, P[:, pair[1]] - P[:, pair[0]])
         for attr in ("chosen_k",):

@@ -217,3 +217,21 @@ def test_cli_rejects_a_bad_price_table(tmp_path: Path, capsys: pytest.CaptureFix
     assert code != 0
     cap = capsys.readouterr()
     assert "'m' must be" in cap.err + cap.out
+
+
+class FakeIRT(Perfect):
+    """Perfect predictions plus IRT item parameters whose difficulty is the hidden x."""
+
+    name = "fake-irt"
+    abilities = np.array([[1.0], [2.0], [3.0]])
+
+    def item_params(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones((len(X), 1)), X[:, 2] * 5.0
+
+
+def test_irt_difficulty_is_correlated_with_failures(three: RoutingData) -> None:
+    train, test, _ = ev.choose_split(three, "test")
+    rep = ev.evaluate(train, test, _embed(train), _embed(test), [FakeIRT(3)], ws=(1,))
+    m = rep["methods"]["fake-irt"]
+    # Higher x fails more configurations (config g is right for x < (g + 1) / 3 + 0.1).
+    assert m["difficulty_spearman_irt"] > 0.9
