@@ -13,9 +13,11 @@ import typer
 router_app = typer.Typer(help="Inspect trained routers.", no_args_is_help=True)
 
 
-def _fail(msg: str) -> typer.Exit:
+def _fail(msg: str) -> SystemExit:
+    # SystemExit rather than typer.Exit: server.cli.main runs click with
+    # standalone_mode=False, where typer.Exit's code would be dropped.
     typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(2)
+    return SystemExit(2)
 
 
 def train(

@@ -1,0 +1,117 @@
+"""`irtgate train / route / calibrate / router show`."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.cli import main
+
+TOPICS = [
+    "Compute the integral of {} times x squared over the unit interval.",
+    "Translate the sentence about {} into French and explain the grammar.",
+    "Which planet is closest to {} in the night sky of the northern hemisphere?",
+    "Write a Python function that sorts a list of {} by their length.",
+]
+
+
+def _write_data(path: Path, n: int = 80, configs: tuple[str, ...] = ("small", "large")) -> None:
+    rng = np.random.default_rng(0)
+    words = ["apples", "rivers", "engines", "poems", "stars", "cities", "numbers", "birds"]
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for i in range(n):
+            t = i % len(TOPICS)
+            prompt = TOPICS[t].format(words[i % len(words)]) + f" (case {i})"
+            # "large" is right more often, and on maths and code only "large" is right.
+            scores = {c: float(rng.random() < (0.9 if c != "small" else 0.5)) for c in configs}
+            if t in (0, 3):
+                scores["small"] = 0.0
+            rec = {
+                "id": f"q{i}",
+                "benchmark": "toy",
+                "split": "train" if i < int(n * 0.75) else "test",
+                "prompt": prompt,
+                "scores": scores,
+                "costs": {c: (0.001 if c == "small" else 0.01) for c in configs},
+            }
+            f.write(json.dumps(rec) + "\n")
+
+
+def test_router_show_prints_the_default_card(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["router", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "configurations (strongest first" in out
+    assert "ability" in out and "validation sweep" in out and "encoder  static" in out
+
+
+def test_route_prints_p_per_configuration_and_a_choice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["route", "What is the capital of Australia?", "--cost-weight", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "difficulty" in out and "P(correct)" in out
+    assert out.count("<- choice") == 1
+    assert "choice      " in out and "linear, w = 0.9" in out
+    assert main(["route", "Prove that sqrt(2) is irrational.", "--target", "0.5"]) == 0
+    assert "cheapest with P >= 0.5" in capsys.readouterr().out
+
+
+def test_route_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "hi", "--router", str(tmp_path)]) == 2
+    assert "no heads.onnx" in capsys.readouterr().err
+    assert main(["route", "hi", "--cost-weight", "2"]) == 2
+
+
+@pytest.mark.slow
+def test_train_route_and_calibrate_on_a_small_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the embedding cache goes under ./.cache
+    data = tmp_path / "toy.jsonl.gz"
+    _write_data(data)
+    out = tmp_path / "router"
+    assert main(["train", "--data", str(data), "--out", str(out), "--k", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "chosen {'k': 2, 'hidden': 0}" in log
+    assert (out / "heads.onnx").is_file() and (out / "router.yaml").is_file()
+    assert main(["route", "Compute the integral of x", "--router", str(out)]) == 0
+    assert "small" in capsys.readouterr().out
+
+    # A third configuration, answered by a data file, added by adaptive testing.
+    answers = tmp_path / "new.jsonl.gz"
+    _write_data(answers, configs=("small", "large", "medium"))
+    ext = tmp_path / "router-ext"
+    rc = main(
+        [
+            "calibrate",
+            "--router",
+            str(out),
+            "--name",
+            "medium",
+            "--answers",
+            str(answers),
+            "--budget",
+            "20",
+            "--out",
+            str(ext),
+            "--cost",
+            "0.005",
+        ]
+    )
+    assert rc == 0
+    assert "medium: 20 questions" in capsys.readouterr().out
+    assert main(["route", "Write a Python function", "--router", str(ext)]) == 0
+    assert "medium" in capsys.readouterr().out
+    assert (
+        main(["calibrate", "--router", str(out), "--name", "nope", "--answers", str(answers)]) == 2
+    )
+    assert "no scores for configuration 'nope'" in capsys.readouterr().err
+
+
+def test_train_rejects_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
+    assert "no such data file" in capsys.readouterr().err
