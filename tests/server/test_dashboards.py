@@ -302,3 +302,49 @@ def test_provisioning_points_at_prometheus_and_the_dashboard_folder() -> None:
     assert providers["apiVersion"] == 1
     (provider,) = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+def test_envoy_ext_proc_panels_match_names_with_and_without_filter_prefix(tmp_path: Path) -> None:
+    # Envoy splices the ext_proc filter's stat_prefix into the metric name. Every ext_proc panel
+    # must count both shapes; promtool evaluates them here on series of each shape.
+    tool = promtool()
+    shape = re.compile(r"envoy_http_ext_proc_\(\.\+_\)\?(\w+)")
+    queries = [q for q in dashboard_queries(load_dashboard()) if "envoy_http_ext_proc_" in q.expr]
+    assert len(queries) >= 4
+    for q in queries:
+        assert not re.search(r"envoy_http_ext_proc_\w", q.expr), f"{q.where}: literal name"
+    stats = sorted({stat for q in queries for stat in shape.findall(q.expr)})
+    assert {"streams_failed", "message_timeouts", "failure_mode_allowed"} <= set(stats)
+    labels = 'job="envoy", instance="127.0.0.1:9901", envoy_http_conn_manager_prefix'
+    series = [
+        {"series": f'envoy_http_ext_proc_{infix}{stat}{{{labels}="{hcm}"}}', "values": "0+60x10"}
+        for stat in stats
+        for infix, hcm in (("irtgate_", "with_prefix"), ("", "plain"))
+    ]
+    expected = [
+        {"labels": f'{{envoy_http_conn_manager_prefix="{hcm}"}}', "value": 1}
+        for hcm in ("with_prefix", "plain")
+    ]
+    variables = {**ALL, "envoy_job": "envoy"}
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": substitute(q.expr, variables),
+                        "eval_time": "5m",
+                        "exp_samples": expected,
+                    }
+                    for q in queries
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "envoy-shapes.test.yml"
+    path.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    done = subprocess.run([tool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
