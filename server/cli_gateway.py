@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from server.settings import FailMode, MiB, Settings, UnknownModelMode, Upstream
+from server.settings import DefaultChoice, FailMode, MiB, Settings, UnknownModelMode, Upstream
 
 HostOpt = Annotated[str, typer.Option(help="Address every component binds to.")]
 GrpcPortOpt = Annotated[int, typer.Option(help="ext_proc + Decide + gRPC health port.")]
@@ -28,6 +28,10 @@ UpstreamOpt = Annotated[
     typer.Option("--upstream", help="NAME=HOST:PORT[,model,...] (repeat); default: demo ones."),
 ]
 DefaultUpOpt = Annotated[str | None, typer.Option(help="Upstream for unrouted traffic.")]
+RouteOpt = Annotated[
+    str | None,
+    typer.Option(help="Static decision for routed requests: UPSTREAM/MODEL[@BUDGET]."),
+]
 PolicyOpt = Annotated[Path | None, typer.Option(help="Routing policy YAML.")]
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
 
@@ -41,6 +45,15 @@ def parse_upstream(spec: str) -> Upstream:
         return Upstream(name.strip(), host.strip(), int(port), tuple(m for m in models if m))
     except ValueError as e:
         raise typer.BadParameter(f"{spec!r}: expected NAME=HOST:PORT[,model,...] ({e})") from e
+
+
+def parse_route(spec: str) -> DefaultChoice:
+    """``upstream/model[@budget]`` → :class:`DefaultChoice`."""
+    upstream, sep, rest = spec.partition("/")
+    model, _, budget = rest.partition("@")
+    if not sep or not upstream or not model:
+        raise typer.BadParameter(f"{spec!r}: expected UPSTREAM/MODEL[@BUDGET]")
+    return DefaultChoice(model=model, upstream=upstream, budget=budget or None)
 
 
 def build_settings(
@@ -57,14 +70,27 @@ def build_settings(
     upstream: list[str] | None,
     default_upstream: str | None,
     policy: Path | None,
+    route: str | None = None,
+    need_route: bool = True,
 ) -> Settings:
     kwargs: dict[str, object] = {}
     if upstream:
         ups = tuple(parse_upstream(s) for s in upstream)
         kwargs["upstreams"] = ups
         kwargs["default_upstream"] = default_upstream or ups[0].name
+        if route is None:  # the demo default choice names a demo upstream
+            target = next((u for u in ups if u.name == kwargs["default_upstream"]), ups[0])
+            if not target.models and need_route:
+                raise typer.BadParameter(
+                    "with --upstream, give --route UPSTREAM/MODEL[@BUDGET] or list a model "
+                    "on the default upstream (NAME=HOST:PORT,model)"
+                )
+            model = target.models[0] if target.models else "default"
+            kwargs["default_choice"] = DefaultChoice(model, target.name, None)
     elif default_upstream:
         kwargs["default_upstream"] = default_upstream
+    if route is not None:
+        kwargs["default_choice"] = parse_route(route)
     try:
         return Settings(
             host=host,
@@ -103,6 +129,7 @@ def register(app: typer.Typer) -> None:
         upstream: UpstreamOpt = None,
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
+        route: RouteOpt = None,
         log_level: LogOpt = "info",
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
@@ -124,6 +151,7 @@ def register(app: typer.Typer) -> None:
             upstream,
             default_upstream,
             policy,
+            route,
         )
         _logging(log_level)
         asyncio.run(run(settings))
@@ -143,6 +171,7 @@ def register(app: typer.Typer) -> None:
         upstream: UpstreamOpt = None,
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
+        route: RouteOpt = None,
         demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
         log_level: LogOpt = "warning",
     ) -> None:
@@ -165,6 +194,7 @@ def register(app: typer.Typer) -> None:
             upstream,
             default_upstream,
             policy,
+            route,
         )
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
@@ -200,6 +230,7 @@ def register(app: typer.Typer) -> None:
             upstream,
             default_upstream,
             None,
+            need_route=False,
         )
         typer.echo(render_yaml(settings), nl=False)
 

@@ -89,6 +89,10 @@ class Settings:
             raise ValueError(f"duplicate upstream names: {names}")
         if self.default_upstream not in names:
             raise ValueError(f"default_upstream {self.default_upstream!r} is not in {names}")
+        if self.default_choice.upstream not in names:
+            raise ValueError(
+                f"the default choice's upstream {self.default_choice.upstream!r} is not in {names}"
+            )
         if self.body_limit <= 0:
             raise ValueError("body_limit must be positive")
         if self.message_timeout_s <= 0:

@@ -271,6 +271,8 @@ def _start_serve(
         args += ["--alias", alias]
     for u in settings.upstreams:
         args += ["--upstream", f"{u.name}={u.host}:{u.port}" + "".join("," + m for m in u.models)]
+    d = settings.default_choice
+    args += ["--route", f"{d.upstream}/{d.model}" + (f"@{d.budget}" if d.budget else "")]
     if settings.policy_path is not None:
         args += ["--policy", str(settings.policy_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

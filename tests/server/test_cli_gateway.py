@@ -50,3 +50,40 @@ def test_commands_registered(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_settings_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["envoy-config", "--default-upstream", "nowhere"]) != 0
+
+
+def test_parse_route_and_custom_upstreams() -> None:
+    from server.cli_gateway import build_settings, parse_route
+    from server.settings import DefaultChoice, FailMode, UnknownModelMode
+
+    assert parse_route("big/m-1@high") == DefaultChoice("m-1", "big", "high")
+    assert parse_route("big/m-1") == DefaultChoice("m-1", "big", None)
+    with pytest.raises(typer.BadParameter):
+        parse_route("m-1@high")
+
+    def build(upstream: list[str], route: str | None) -> object:
+        return build_settings(
+            "127.0.0.1",
+            1,
+            2,
+            3,
+            4,
+            None,
+            16,
+            UnknownModelMode.PASSTHROUGH,
+            FailMode.CLOSED,
+            5,
+            upstream,
+            None,
+            None,
+            route,
+        )
+
+    s = build(["a=127.0.0.1:1,ma", "b=127.0.0.1:2,mb"], None)
+    assert s.default_choice == DefaultChoice("ma", "a", None)  # type: ignore[attr-defined]
+    s = build(["a=127.0.0.1:1", "b=127.0.0.1:2,mb"], "b/mb@low")
+    assert s.default_choice == DefaultChoice("mb", "b", "low")  # type: ignore[attr-defined]
+    with pytest.raises(typer.BadParameter):
+        build(["a=127.0.0.1:1"], None)  # nothing to route to
+    with pytest.raises(typer.BadParameter):
+        build(["a=127.0.0.1:1,ma"], "nowhere/m")
