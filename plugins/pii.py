@@ -1,0 +1,129 @@
+"""The ``pii`` plugin: turn PII findings into an action.
+
+- ``redact``: every finding is replaced by a mask such as ``[EMAIL]`` in the body that
+  leaves for the upstream, in every text slot of the API shape (messages, system prompt,
+  tool calls and results).
+- ``block``: the request is refused with 403 ``policy_blocked``.
+- ``restrict``: only catalog entries marked ``local: true`` stay candidates.
+
+The plugin scans the JSON body itself (not the flattened request) so that redaction spans
+are exact for each string. What it reports (to notes, logs, headers) is type labels and
+counts only: the matched characters never leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from plugins.base import Plugin, PluginState, register
+from plugins.bodies import rewrite_texts, text_slots
+from signals.base import Resources
+from signals.errors import NO_CANDIDATE, POLICY_BLOCKED
+
+log = logging.getLogger(__name__)
+
+PiiTypeName = Literal[
+    "email", "phone", "payment_card", "iban", "us_ssn", "ip_address", "secret", "person"
+]
+
+
+class PiiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    action: Literal["redact", "block", "restrict"]
+    types: list[PiiTypeName] | None = Field(
+        None, min_length=1, description="PII types that trigger the action (default: all)."
+    )
+    min_confidence: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = 0.5
+    mask: StrictStr = Field(
+        "[{type}]", description="Replacement for redacted spans; {type} is the upper-case type."
+    )
+
+
+class FindingLike(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+Detector = Callable[[str], Sequence[FindingLike]]
+
+
+def default_detector() -> Detector:
+    """The PII signal's detector (signals.pii); imported lazily, it loads validators."""
+    from signals.pii import detect_all
+
+    return detect_all
+
+
+class PiiPlugin(Plugin):
+    name: ClassVar[str] = "pii"
+
+    def __init__(self, config: PiiConfig, detector: Detector) -> None:
+        self.config = config
+        self.types = frozenset(config.types) if config.types else None
+        self.detector = detector
+
+    def _findings(self, text: str) -> list[FindingLike]:
+        out = [
+            f
+            for f in self.detector(text)
+            if f.confidence >= self.config.min_confidence
+            and (self.types is None or str(f.type) in self.types)
+        ]
+        return sorted(out, key=lambda f: (f.start, -f.end))
+
+    def before_select(self, state: PluginState, slot: int) -> None:
+        counts: dict[str, int] = {}
+        for container, key in text_slots(state.request.api, state.body):
+            for f in self._findings(container[key]):
+                counts[str(f.type)] = counts.get(str(f.type), 0) + 1
+        state.scratch[slot] = counts
+        if not counts:
+            return
+        types = ",".join(sorted(counts))
+        state.notes["pii.types"] = types
+        state.notes["pii.count"] = sum(counts.values())
+        state.notes["pii.action"] = self.config.action
+        if self.config.action == "block":
+            log.info("request blocked by pii plugin (types: %s)", types)
+            raise POLICY_BLOCKED.with_message(f"request blocked by policy: contains {types}")
+        if self.config.action == "restrict":
+            state.candidates = [c for c in state.candidates if c.local]
+            if not state.candidates:
+                raise NO_CANDIDATE.with_message(
+                    "no local configuration is allowed for a request with PII"
+                )
+
+    def apply(self, state: PluginState, slot: int) -> None:
+        if self.config.action != "redact" or not state.scratch.get(slot):
+            return
+        n = rewrite_texts(state.request.api, state.body, self._redact)
+        state.notes["pii.redacted_fields"] = n
+
+    def _redact(self, text: str) -> str:
+        out: list[str] = []
+        pos = 0
+        for f in self._findings(text):
+            if f.start < pos:  # overlapping finding: already masked by an earlier one
+                continue
+            out.append(text[pos : f.start])
+            out.append(self.config.mask.replace("{type}", str(f.type).upper()))
+            pos = f.end
+        out.append(text[pos:])
+        return "".join(out)
+
+
+@register("pii", PiiConfig)
+def _factory(config: Any, resources: Resources) -> Plugin:
+    detector = resources.extras.get("pii_detector") or default_detector()
+    return PiiPlugin(config, detector)

@@ -1,0 +1,139 @@
+"""The policy decider the gateway calls: a compiled snapshot, swapped atomically on reload.
+
+``decide`` reads ``self._snapshot`` once and uses that object for the whole request, so a
+reload that lands mid-request cannot mix two policies. The watcher compiles a changed
+file off the event loop; a broken edit keeps the last good snapshot, logs every problem
+with its path, and reports ``on_reload("error", text)`` for metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from policies.compile import Snapshot, compile_policy
+from policies.engine import decide_sync
+from policies.errors import PolicyError
+from policies.loader import load_source
+from policies.outcome import Outcome
+from signals.base import Resources
+from signals.request import LLMRequest
+
+log = logging.getLogger(__name__)
+
+OnReload = Callable[[str, str | None], None]
+
+
+def default_resources() -> Resources:
+    """The shipped default router and its encoder, or nothing if it is not available."""
+    try:
+        from signals.irt.runtime import IRTRouter
+
+        router = IRTRouter.load(None)
+        return Resources(embedder=router.embedder(), router=router)
+    except (ImportError, OSError, ValueError) as e:
+        log.warning("default router not available (%s); P(correct) is unknown", e)
+        return Resources()
+
+
+class PolicyRuntime:
+    """Implements :class:`policies.outcome.Decider`."""
+
+    def __init__(self, path: Path | None, snapshot: Snapshot, resources: Resources, *,
+                 watch: bool, on_reload: OnReload | None) -> None:
+        self.path = path
+        self._snapshot = snapshot
+        self._resources = resources
+        self._watch = watch and path is not None
+        self._on_reload = on_reload
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @classmethod
+    def from_file(cls, path: Path | None = None, *, resources: Resources | None = None,
+                  watch: bool = True, on_reload: OnReload | None = None) -> PolicyRuntime:
+        """Load and compile ``path`` (None: the embedded default). Raises PolicyError."""
+        res = resources if resources is not None else default_resources()
+        label, text = load_source(path)
+        snap = compile_policy(text, label, res)
+        log.info("policy %s loaded (%s)", label, snap.digest)
+        return cls(path, snap, res, watch=watch, on_reload=on_reload)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    async def decide(self, request: LLMRequest) -> Outcome:
+        snap = self._snapshot  # one snapshot for the whole request
+        return await asyncio.to_thread(decide_sync, snap, request)
+
+    def upstreams(self) -> tuple[str, ...]:
+        return tuple(self._snapshot.policy.upstreams)
+
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(self._snapshot.policy.aliases)
+
+    def known_models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.aliases(), *self._snapshot.pinned]))
+
+    def reload(self) -> bool:
+        """Re-read the file; swap on success, keep the last good snapshot on error."""
+        if self.path is None:
+            return False
+        try:
+            label, text = load_source(self.path)
+            snap = compile_policy(text, label, self._resources)
+        except PolicyError as e:
+            log.error("policy reload failed, keeping %s:\n%s", self._snapshot.digest, e)
+            self._report("error", str(e))
+            return False
+        except Exception as e:  # never let a reload take the server down
+            log.exception("policy reload failed unexpectedly, keeping the last good one")
+            self._report("error", f"{type(e).__name__}: {e}")
+            return False
+        if snap.digest != self._snapshot.digest:
+            self._snapshot = snap
+            log.info("policy %s reloaded (%s)", label, snap.digest)
+            self._report("ok", None)
+        return True
+
+    def _report(self, outcome: str, error: str | None) -> None:
+        if self._on_reload is not None:
+            try:
+                self._on_reload(outcome, error)
+            except Exception:
+                log.exception("on_reload callback failed")
+
+    async def start(self) -> None:
+        if self._watch and self._task is None:
+            self._stop = asyncio.Event()
+            ready = asyncio.Event()
+            self._task = asyncio.create_task(self._run(ready), name="policy-watcher")
+            await ready.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, ready: asyncio.Event) -> None:
+        import watchfiles
+
+        assert self.path is not None
+        target = self.path.resolve()
+        # Watch the folder, not the file: editors and ConfigMaps replace files by rename.
+        folder = target.parent
+
+        def ours(change: watchfiles.Change, p: str) -> bool:
+            return Path(p).name == target.name or Path(p).resolve() == target
+
+        ready.set()
+        async for _ in watchfiles.awatch(folder, watch_filter=ours, stop_event=self._stop,
+                                         debounce=200, step=50):
+            await asyncio.to_thread(self.reload)
