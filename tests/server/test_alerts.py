@@ -23,6 +23,7 @@ PROM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = PROM_DIR / "irtgate-alerts.yml"
 RULE_TESTS = PROM_DIR / "irtgate-alerts.test.yml"
 CONFIG = PROM_DIR / "prometheus.yml"
+OPERATOR_RULE = PROM_DIR / "irtgate-prometheusrule.yaml"
 
 REQUIRED = {
     "IrtgateDown",
@@ -107,3 +108,11 @@ def test_example_prometheus_config_is_valid() -> None:
     done = promtool("check", "config", str(CONFIG))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 1 rule files found" in done.stdout
+
+
+def test_prometheus_operator_rule_matches_the_rule_file() -> None:
+    doc = yaml.safe_load(OPERATOR_RULE.read_text(encoding="utf-8"))
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert doc["kind"] == "PrometheusRule"
+    assert doc["metadata"]["name"]
+    assert doc["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
