@@ -165,11 +165,14 @@ def demo_app(config: DemoConfig) -> web.Application:
             headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
         )
         await resp.prepare(request)
-        for i, frame in enumerate(_events(kind, info, config.stream_events)):
-            if i:
-                await asyncio.sleep(config.stream_interval_s)
-            await resp.write(frame)
-        await resp.write_eof()
+        try:
+            for i, frame in enumerate(_events(kind, info, config.stream_events)):
+                if i:
+                    await asyncio.sleep(config.stream_interval_s)
+                await resp.write(frame)
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away mid-stream: nothing to do
+            pass
         return resp
 
     async def chat(request: web.Request) -> web.StreamResponse:
