@@ -237,6 +237,16 @@ def test_every_metric_of_server_metrics_is_on_the_dashboard() -> None:
     assert not stale, f"dashboard uses metric names that server/metrics.py does not export: {stale}"
 
 
+def test_exported_labels_are_bounded() -> None:
+    # A new label on a metric in server/metrics.py needs a look at its cardinality (and
+    # usually a panel): this fails until it is added to BOUNDED_LABELS.
+    metrics = Metrics.create(CollectorRegistry())
+    for name in Metrics.__dataclass_fields__:
+        labels = set(getattr(metrics, name)._labelnames)
+        # policy_info's path is one value per instance (the policy file it loaded).
+        assert labels <= BOUNDED_LABELS | {"path"}, f"{name}: {sorted(labels - BOUNDED_LABELS)}"
+
+
 def test_label_values_used_in_queries_exist() -> None:
     # Label names in selectors and groupings must be labels of server/metrics.py (or target
     # labels / Envoy tags) - a typo there silently returns an empty or unsplit panel.
