@@ -44,6 +44,7 @@ class Gateway:
     ) -> None:
         check_upstreams(settings, decider)
         self.settings = settings
+        self.decider = decider
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics.create(self.registry)
         self.core = GatewayCore(settings, decider, self.metrics)
@@ -59,6 +60,10 @@ class Gateway:
         return self._ready
 
     async def start(self) -> None:
+        # Deciders with background work (a policy file watcher) start and stop with us.
+        starter = getattr(self.decider, "start", None)
+        if callable(starter):
+            await starter()
         limit = self.settings.grpc_message_limit
         server = grpc.aio.server(
             options=[
@@ -106,6 +111,9 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        stopper = getattr(self.decider, "stop", None)
+        if callable(stopper):
+            await stopper()
 
 
 async def wait_for_signal() -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -78,6 +78,18 @@ class GatewayCore:
         self.metrics = metrics
         self._model_upstreams = settings.model_upstreams()
         self._aliases = frozenset(settings.aliases)
+        # A decider may name the models it handles itself (a policy's aliases and pinned
+        # models); asked per request because a policy reload can change them.
+        known = getattr(decider, "known_models", None)
+        self._decider_models: Callable[[], Iterable[str]] | None = (
+            known if callable(known) else None
+        )
+
+    def routes(self, model: str) -> bool:
+        """Whether ``model`` goes to the decider (else it is a concrete passthrough model)."""
+        if model in self._aliases:
+            return True
+        return self._decider_models is not None and model in self._decider_models()
 
     # -- request headers ---------------------------------------------------------------
 
@@ -115,7 +127,7 @@ class GatewayCore:
             if len(body) > self.settings.body_limit:
                 raise self._too_large(len(body))
             request = parse_request(api, body)
-            if request.model in self._aliases:
+            if self.routes(request.model):
                 verdict = await self._route(request)
                 self.metrics.decision_latency.labels(api.value).observe(
                     time.perf_counter() - started

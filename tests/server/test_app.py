@@ -91,3 +91,25 @@ def test_load_decider_and_upstream_check() -> None:
     bad.choice = Choice("c", "m", "nowhere")
     with pytest.raises(ValueError, match="nowhere"):
         check_upstreams(s, bad)
+
+
+class LifecycleDecider(StaticDecider):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+async def test_decider_lifecycle_follows_gateway() -> None:
+    s = settings()
+    d = LifecycleDecider(StaticDecider.from_settings(s).choice)
+    gw = Gateway(s, d)
+    await gw.start()
+    assert d.events == ["start"]
+    await gw.stop(grace=0)
+    assert d.events == ["start", "stop"]

@@ -194,3 +194,23 @@ async def test_bad_bodies_do_not_raise(bad: bytes) -> None:
     await proc.handle(headers())
     r = await proc.handle(body(bad))
     assert r.immediate_response.status.code == 400
+
+
+class PinningDecider(StaticDecider):
+    """A decider that also handles a concrete model (as a policy with pinned models does)."""
+
+    def known_models(self) -> tuple[str, ...]:
+        return ("pinned-model",)
+
+
+async def test_decider_known_models_are_routed() -> None:
+    settings = Settings()
+    proc, _, _ = make(settings, PinningDecider.from_settings(settings))
+    await proc.handle(headers())
+    r = await proc.handle(
+        body({"model": "pinned-model", "messages": [{"role": "user", "content": "x"}]})
+    )
+    md = r.dynamic_metadata.fields["irtgate"].struct_value.fields
+    assert md["decision"].string_value == "default"
+    assert json.loads(r.request_body.response.body_mutation.body)["model"] == "demo-small-1"
+    assert proc.core.routes("auto") and not proc.core.routes("demo-large-1")
