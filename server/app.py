@@ -70,6 +70,8 @@ class Gateway:
                 # grpcio's 4 MiB default would turn large agent requests into 500s.
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
+                # A second irtgate on the same port must fail, not silently share traffic.
+                ("grpc.so_reuseport", 0),
             ]
         )
         extproc_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.core), server)

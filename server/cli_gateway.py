@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -133,7 +134,6 @@ def register(app: typer.Typer) -> None:
         log_level: LogOpt = "info",
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
-        import asyncio
 
         from server.app import serve as run
 
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
             route,
         )
         _logging(log_level)
-        asyncio.run(run(settings))
+        _run_or_exit(run(settings))
 
     @app.command()
     def up(
@@ -176,7 +176,6 @@ def register(app: typer.Typer) -> None:
         log_level: LogOpt = "warning",
     ) -> None:
         """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
-        import asyncio
 
         from server.up import up as run
 
@@ -198,7 +197,7 @@ def register(app: typer.Typer) -> None:
         )
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
-        asyncio.run(run(settings, demo=demo, log_level=envoy_level))
+        _run_or_exit(run(settings, demo=demo, log_level=envoy_level))
 
     @app.command("envoy-config")
     def envoy_config(
@@ -233,6 +232,17 @@ def register(app: typer.Typer) -> None:
             need_route=False,
         )
         typer.echo(render_yaml(settings), nl=False)
+
+
+def _run_or_exit(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; start-up problems (busy port, bad config) end with a message, not a trace."""
+    import asyncio
+
+    try:
+        asyncio.run(main)
+    except (OSError, ValueError, NotImplementedError, RuntimeError) as e:
+        typer.echo(f"irtgate: error: {e}", err=True)
+        raise SystemExit(1) from None
 
 
 def _logging(level: str) -> None:

@@ -113,3 +113,11 @@ async def test_decider_lifecycle_follows_gateway() -> None:
     assert d.events == ["start"]
     await gw.stop(grace=0)
     assert d.events == ["start", "stop"]
+
+
+async def test_busy_port_fails_loudly(gateway: Gateway) -> None:
+    s = settings().replace(grpc_port=gateway.grpc_port)
+    second = Gateway(s, StaticDecider.from_settings(s))
+    with pytest.raises(RuntimeError, match="bind"):
+        await second.start()
+    await second.stop(grace=0)
