@@ -5,6 +5,7 @@ Heavy imports (numpy, sklearn, matplotlib, the encoders) happen inside the comma
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,7 +81,9 @@ def load_prices(path: Path) -> dict[str, tuple[float, float]]:
 def _card(router: Path) -> dict[str, Any]:
     import yaml
 
-    card_file = router / "router.yaml"
+    from signals.irt.runtime import CARD_FILE
+
+    card_file = router / CARD_FILE
     if not card_file.is_file():
         raise typer.BadParameter(
             f"{router} has no router.yaml (router card)", param_hint="--router"
@@ -110,7 +113,7 @@ def run_eval(
 ) -> dict[str, Any]:
     """Load, split, embed, evaluate and write the reports; return the report."""
     from signals.irt import evaluate as ev
-    from signals.irt.data import load_routing_data
+    from signals.irt.data import DuplicateIdWarning, load_routing_data
     from signals.irt.report import write_reports
 
     table = load_prices(prices) if prices is not None else None  # fail before slow steps
@@ -125,7 +128,11 @@ def run_eval(
     encoder = encoder or "static"
     if encoder not in ("static", "minilm"):
         raise typer.BadParameter(f"unknown encoder {encoder!r}", param_hint="--encoder")
-    routing = load_routing_data(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DuplicateIdWarning)
+        routing = load_routing_data(data)
+    for w in caught:
+        typer.echo(f"note: {w.message}", err=True)
     if len(routing.configs) < 2:
         raise typer.BadParameter("the data needs scores for at least 2 configurations")
     train, test, how = ev.choose_split(routing, split, protocol=protocol, holdout=holdout)
@@ -133,6 +140,12 @@ def run_eval(
     methods = ev.default_methods(irt_hyperparameters=hyper)
     if not irt:
         methods = [m for m in methods if m.name != "irtgate"]
+    if router is not None:
+        # The artifact itself, beside the same model retrained on this split.
+        try:
+            methods.append(ev.ShippedRouter(router, routing.configs))
+        except ValueError as e:
+            typer.echo(f"note: {e}; evaluating without the router as shipped", err=True)
     label = f"{', '.join(p.name for p in data)}: {how}; encoder {encoder}"
     report = ev.evaluate(
         train,
@@ -172,7 +185,8 @@ def register(app: typer.Typer) -> None:
         from signals.irt.data import DataError
         from signals.irt.report import summary_rows
 
-        console = Console()
+        # Piped output has no terminal width; the table needs about 150 columns.
+        console = Console(width=None if Console().is_terminal else 160)
         try:
             report = run_eval(
                 data,

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -70,6 +71,28 @@ def irt_method(hyperparameters: dict[str, Any] | None = None) -> Method | None:
     hp = {k: v for k, v in (hyperparameters or {}).items() if k in known}
     model: Method = IRTModel(**hp)
     return model
+
+
+class ShippedRouter:
+    """A trained router directory used as it is: ``fit`` does nothing, ``predict`` runs its
+    ONNX heads. Its training data may overlap the test items: read its card."""
+
+    def __init__(self, directory: Path, configs: Sequence[str], name: str = "irtgate-shipped"):
+        from signals.irt.runtime import IRTRouter
+
+        self.name = name
+        self.router = IRTRouter.load(directory)
+        missing = [c for c in configs if c not in self.router.configs]
+        if missing:
+            raise ValueError(f"router {directory} does not know configurations {missing}")
+        self.columns = [self.router.configs.index(c) for c in configs]
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, costs: np.ndarray | None) -> None:
+        del X, Y, costs
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        p = self.router.predict_batch(np.asarray(X, dtype=np.float32))[2]
+        return np.asarray(p, dtype=np.float64)[:, self.columns]
 
 
 def default_methods(

@@ -19,7 +19,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("apgr", "APGR", "{:.3f}"),
     ("cpt50", "CPT50 %", "{:.1f}"),
     ("cpt80", "CPT80 %", "{:.1f}"),
-    ("difficulty_spearman", "difficulty rho", "{:.3f}"),
+    ("difficulty_spearman", "rho(1-mean P)", "{:.3f}"),
+    ("difficulty_spearman_irt", "rho(IRT difficulty)", "{:.3f}"),
 )
 
 

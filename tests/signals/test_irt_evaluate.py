@@ -235,3 +235,19 @@ def test_irt_difficulty_is_correlated_with_failures(three: RoutingData) -> None:
     m = rep["methods"]["fake-irt"]
     # Higher x fails more configurations (config g is right for x < (g + 1) / 3 + 0.1).
     assert m["difficulty_spearman_irt"] > 0.9
+
+
+def test_shipped_router_is_used_as_is() -> None:
+    from signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter
+
+    if not (DEFAULT_ROUTER_DIR / "heads.onnx").is_file():
+        pytest.skip("no default router shipped yet")
+    r = IRTRouter.load(DEFAULT_ROUTER_DIR)
+    configs = list(r.configs[:3])[::-1]
+    m = ev.ShippedRouter(DEFAULT_ROUTER_DIR, configs)
+    X = np.random.default_rng(0).normal(size=(4, r.dim)).astype(np.float32)
+    m.fit(X, np.zeros((4, 3)), None)  # no-op
+    P = m.predict(X)
+    np.testing.assert_allclose(P, r.predict_batch(X)[2][:, [2, 1, 0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="does not know"):
+        ev.ShippedRouter(DEFAULT_ROUTER_DIR, ["no-such-model"])
