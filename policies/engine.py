@@ -112,7 +112,11 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         if d.when.evaluate(sigs):
             matched = d
             break
-    why = matched.when.why(sigs) if matched.when is not None else "no decision matched"
+    if matched.when is not None:
+        why = matched.when.why(sigs)
+    else:
+        tried = ", ".join(d.name for d in snap.decisions)
+        why = f"no decision matched ({tried})"[:400] if tried else "no decisions"
 
     state = PluginState(request=request, body=copy.deepcopy(dict(request.body)),
                         candidates=list(pinned if pinned is not None else matched.candidates))
@@ -128,6 +132,7 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
     tokens = _input_tokens(request, sigs)
     cost = [_entry_cost(c, router, tokens) for c in cands]
     obj = matched.objective
+    shown = list(zip(cands, p, cost, strict=True))  # the explanation lists capped ones too
     if obj.max_cost is not None:
         keep = [i for i, c in enumerate(cost) if not c > obj.max_cost]
         keep = [i for i in keep if not math.isnan(cost[i])]
@@ -163,7 +168,7 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
             if k.startswith("p."):  # P per router configuration: shown per candidate below
                 continue
             expl[f"signal.{name}.{k}"] = _bounded(v)
-    for c, pc, cc in zip(cands, p, cost, strict=True):
+    for c, pc, cc in shown:
         if need_p:
             expl[f"p.{c.name}"] = round(pc, 4)
         if not math.isnan(cc):
