@@ -42,13 +42,13 @@ class FaultyDecider(StaticDecider):
         if request.max_tokens == CRASH:
             raise RuntimeError("simulated bug in a decider")
         if request.max_tokens == SLOW:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(2.5)
         return await super().decide(request)
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = stack_settings(message_timeout_s=0.5)
+    settings = stack_settings(message_timeout_s=1.0)
     decider = FaultyDecider.from_settings(settings)
     with running_stack(
         tmp_path_factory.mktemp("faulty"), settings, decider=decider, name="faulty"
