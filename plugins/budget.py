@@ -86,9 +86,11 @@ def translate(body: dict[str, Any], api: ApiKind, entry: Entry) -> None:
         body["thinking"] = {"type": "enabled", "budget_tokens": n}
         cap = body.get("max_tokens")
         if not isinstance(cap, int) or cap <= n:
-            body["max_tokens"] = n + (cap if isinstance(cap, int) and cap > 0
-                                      else ANTHROPIC_ANSWER_TOKENS)
+            body["max_tokens"] = n + (
+                cap if isinstance(cap, int) and cap > 0 else ANTHROPIC_ANSWER_TOKENS
+            )
     elif fam == "qwen":
+        _strip_qwen(body)  # the configured budget replaces the client's, not merges with it
         kw = body.get(_CTK)
         kw = dict(kw) if isinstance(kw, dict) else {}
         kw["enable_thinking"] = budget != "off"

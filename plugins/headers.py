@@ -17,8 +17,17 @@ from signals.base import Resources
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _FORBIDDEN = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade",
-     "keep-alive", "proxy-connection", "trailer"}
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "trailer",
+    }
 )
 
 

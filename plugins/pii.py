@@ -36,11 +36,12 @@ class PiiConfig(BaseModel):
 
     action: Literal["redact", "block", "restrict"]
     types: list[PiiTypeName] | None = Field(
-        None, min_length=1, description="PII types that trigger the action (default: all)."
+        default=None, min_length=1, description="PII types that trigger the action (default: all)."
     )
     min_confidence: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] = 0.5
     mask: StrictStr = Field(
-        "[{type}]", description="Replacement for redacted spans; {type} is the upper-case type."
+        default="[{type}]",
+        description="Replacement for redacted spans; {type} is the upper-case type.",
     )
 
 

@@ -82,8 +82,12 @@ def _field_infos(sig: Signal) -> dict[str, FieldInfo]:
         base = typing.get_origin(t) or t
         lo, hi = ranges.get(name, guess_range(name))
         lab = labels.get(name)
-        out[name] = FieldInfo(base if isinstance(base, type) else str, lo, hi,
-                              frozenset(lab) if lab is not None else None)
+        out[name] = FieldInfo(
+            base if isinstance(base, type) else str,
+            lo,
+            hi,
+            frozenset(lab) if lab is not None else None,
+        )
     return out
 
 
@@ -110,12 +114,19 @@ class _Compiler:
                 self.err(("catalog", i, "name"), f"duplicate catalog name {e.name!r}")
             out.setdefault(e.name, e)
             if e.upstream not in seen_up:
-                self.err(("catalog", i, "upstream"),
-                         f"unknown upstream {e.upstream!r} (upstreams: {', '.join(p.upstreams)})")
-            if e.router_config is not None and configs is not None and \
-                    e.router_config not in configs:
-                self.err(("catalog", i, "router_config"),
-                         f"the router has no configuration {e.router_config!r}")
+                self.err(
+                    ("catalog", i, "upstream"),
+                    f"unknown upstream {e.upstream!r} (upstreams: {', '.join(p.upstreams)})",
+                )
+            if (
+                e.router_config is not None
+                and configs is not None
+                and e.router_config not in configs
+            ):
+                self.err(
+                    ("catalog", i, "router_config"),
+                    f"the router has no configuration {e.router_config!r}",
+                )
         names = set(out) | {e.model for e in p.catalog}
         seen_alias: set[str] = set()
         for i, a in enumerate(p.aliases):
@@ -132,8 +143,10 @@ class _Compiler:
         for name, decl in declared.items():
             kind = decl.type or name
             if kind not in reg:
-                self.err(("signals", name, "type") if decl.type else ("signals", name),
-                         f"unknown signal type {kind!r} (known: {', '.join(sorted(reg))})")
+                self.err(
+                    ("signals", name, "type") if decl.type else ("signals", name),
+                    f"unknown signal type {kind!r} (known: {', '.join(sorted(reg))})",
+                )
         trees = [(("decisions", i, "when"), d.when) for i, d in enumerate(self.policy.decisions)]
         instances: dict[str, Signal] = {}
         infos: dict[str, dict[str, FieldInfo]] = {}
@@ -143,8 +156,10 @@ class _Compiler:
                 assert leaf.signal is not None
                 sig, dot, field = leaf.signal.partition(".")
                 if not dot or not field:
-                    self.err((*path, "signal"),
-                             f"{leaf.signal!r} must be signal.field (e.g. domain.label)")
+                    self.err(
+                        (*path, "signal"),
+                        f"{leaf.signal!r} must be signal.field (e.g. domain.label)",
+                    )
                     continue
                 if sig in failed:
                     continue
@@ -163,18 +178,21 @@ class _Compiler:
                     instances[sig], infos[sig] = built, _field_infos(built)
                 info = infos[sig].get(field)
                 if info is None:
-                    self.err((*path, "signal"), f"signal {sig!r} has no field {field!r} "
-                                                f"(fields: {', '.join(sorted(infos[sig]))})")
+                    self.err(
+                        (*path, "signal"),
+                        f"signal {sig!r} has no field {field!r} "
+                        f"(fields: {', '.join(sorted(infos[sig]))})",
+                    )
                     continue
                 for p, msg in check_leaf(leaf, info, path):
                     self.err(p, msg)
         return instances, infos
 
-    def _build(self, name: str, kind: str, params: Mapping[str, Any],
-               path: PathT) -> Signal | None:
+    def _build(self, name: str, kind: str, params: Mapping[str, Any], path: PathT) -> Signal | None:
         _, factory = registered()[kind]
-        where: PathT = ("signals", name, "params") if name in self.policy.signals else \
-            (*path, "signal")
+        where: PathT = (
+            ("signals", name, "params") if name in self.policy.signals else (*path, "signal")
+        )
         try:
             return factory(dict(params), self.res)
         except ValueError as e:
@@ -183,8 +201,9 @@ class _Compiler:
             self.err(where, f"signal {name!r} cannot be built: {type(e).__name__}: {e}")
         return None
 
-    def decision(self, i: int | None, d: DefaultDecision,
-                 catalog: Mapping[str, CatalogEntry]) -> CompiledDecision | None:
+    def decision(
+        self, i: int | None, d: DefaultDecision, catalog: Mapping[str, CatalogEntry]
+    ) -> CompiledDecision | None:
         base: PathT = ("default",) if i is None else ("decisions", i)
         cands: list[CatalogEntry] = []
         if d.candidates == ["*"]:
@@ -202,18 +221,21 @@ class _Compiler:
         if d.objective.max_cost is not None:
             for e in cands:
                 if e.cost is None and e.price is None and e.router_config is None:
-                    self.err((*base, "objective", "max_cost"),
-                             f"candidate {e.name!r} has no cost, price or router_config, "
-                             "so a cost cap cannot apply to it")
+                    self.err(
+                        (*base, "objective", "max_cost"),
+                        f"candidate {e.name!r} has no cost, price or router_config, "
+                        "so a cost cap cannot apply to it",
+                    )
         specs = []
         for j, ps in enumerate(d.plugins):
             name, cfg = ps.chosen()[0]
             specs.append((name, cfg))
             action = getattr(cfg, "action", None)
-            if name == "pii" and action == "restrict" and cands and \
-                    not any(c.local for c in cands):
-                self.err((*base, "plugins", j, "pii", "action"),
-                         "restrict needs a candidate marked local: true; none is")
+            if name == "pii" and action == "restrict" and cands and not any(c.local for c in cands):
+                self.err(
+                    (*base, "plugins", j, "pii", "action"),
+                    "restrict needs a candidate marked local: true; none is",
+                )
         if sum(1 for n, _ in specs if n == "system_prompt") > 1:
             self.err((*base, "plugins"), "more than one system_prompt plugin")
         try:
@@ -222,8 +244,15 @@ class _Compiler:
             self.err((*base, "plugins"), f"cannot build the plugins: {type(e).__name__}: {e}")
             return None
         when = Node.build(d.when) if hasattr(d, "when") else None
-        return CompiledDecision(d.name, getattr(d, "priority", 0), -1 if i is None else i,
-                                when, tuple(cands), d.objective, chain)
+        return CompiledDecision(
+            d.name,
+            getattr(d, "priority", 0),
+            -1 if i is None else i,
+            when,
+            tuple(cands),
+            d.objective,
+            chain,
+        )
 
 
 def compile_policy(text: str, file: str, resources: Resources | None = None) -> Snapshot:

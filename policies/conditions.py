@@ -40,8 +40,11 @@ class FieldInfo:
 def guess_range(field: str) -> tuple[float, float]:
     """Ranges for fields whose signals do not declare one, from well-known names."""
     f = field.lower()
-    if f in ("p_max", "confidence", "score") or f.startswith(("p.", "p_", "prob")) or \
-            f.endswith(("_confidence", "_prob", "_share", "_ratio")):
+    if (
+        f in ("p_max", "confidence", "score")
+        or f.startswith(("p.", "p_", "prob"))
+        or f.endswith(("_confidence", "_prob", "_share", "_ratio"))
+    ):
         return 0.0, 1.0
     if f.endswith(("tokens", "count", "chars", "messages", "length")) or f.startswith("n_"):
         return 0.0, math.inf
@@ -59,9 +62,12 @@ def check_leaf(cond: Condition, info: FieldInfo, path: PathT) -> list[tuple[Path
     where = (*path, op)
     probs: list[tuple[PathT, str]] = []
     kind = (
-        "label set" if t is tuple
-        else "flag" if t is bool
-        else "number" if t in (int, float)
+        "label set"
+        if t is tuple
+        else "flag"
+        if t is bool
+        else "number"
+        if t in (int, float)
         else "text"
     )
     allowed = {
@@ -71,14 +77,21 @@ def check_leaf(cond: Condition, info: FieldInfo, path: PathT) -> list[tuple[Path
         "text": {"eq", "ne", "in", "not_in", "present"},
     }[kind]
     if op not in allowed:
-        return [(where, f"'{op}' does not apply to {cond.signal} (a {kind}); "
-                        f"use one of {', '.join(sorted(allowed))}")]
+        return [
+            (
+                where,
+                f"'{op}' does not apply to {cond.signal} (a {kind}); "
+                f"use one of {', '.join(sorted(allowed))}",
+            )
+        ]
     vals = val if isinstance(val, list) else [val]
     if op != "present":
         for v in vals:
             ok = (
-                _is_num(v) if kind == "number"
-                else isinstance(v, bool) if kind == "flag"
+                _is_num(v)
+                if kind == "number"
+                else isinstance(v, bool)
+                if kind == "flag"
                 else isinstance(v, str)
             )
             if not ok:
@@ -86,8 +99,13 @@ def check_leaf(cond: Condition, info: FieldInfo, path: PathT) -> list[tuple[Path
         if info.labels is not None:
             for v in vals:
                 if isinstance(v, str) and v not in info.labels:
-                    probs.append((where, f"{cond.signal} is never {v!r} (labels: "
-                                         f"{', '.join(sorted(info.labels))})"))
+                    probs.append(
+                        (
+                            where,
+                            f"{cond.signal} is never {v!r} (labels: "
+                            f"{', '.join(sorted(info.labels))})",
+                        )
+                    )
     if probs or kind != "number":
         return probs
     lo, hi = info.low, info.high
@@ -148,8 +166,13 @@ class Node:
         assert c.signal is not None
         sig, _, field = c.signal.partition(".")
         op, val = c.operator()
-        return cls("leaf", signal=sig, field=field, op=op,
-                   value=tuple(val) if isinstance(val, list) else val)
+        return cls(
+            "leaf",
+            signal=sig,
+            field=field,
+            op=op,
+            value=tuple(val) if isinstance(val, list) else val,
+        )
 
     def signals(self) -> set[str]:
         if self.kind == "leaf":

@@ -54,8 +54,10 @@ def _entry_cost(e: CatalogEntry, router: Any, input_tokens: float) -> float:
     if e.cost is not None:
         return float(e.cost)
     if e.price is not None:
-        return (e.price.input_per_mtok * input_tokens
-                + e.price.output_per_mtok * e.price.expected_output_tokens) / 1e6
+        return (
+            e.price.input_per_mtok * input_tokens
+            + e.price.output_per_mtok * e.price.expected_output_tokens
+        ) / 1e6
     if router is not None and e.router_config is not None:
         return float(router.expected_cost.get(e.router_config, math.nan))
     return math.nan
@@ -118,8 +120,11 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         tried = ", ".join(d.name for d in snap.decisions)
         why = f"no decision matched ({tried})"[:400] if tried else "no decisions"
 
-    state = PluginState(request=request, body=copy.deepcopy(dict(request.body)),
-                        candidates=list(pinned if pinned is not None else matched.candidates))
+    state = PluginState(
+        request=request,
+        body=copy.deepcopy(dict(request.body)),
+        candidates=list(pinned if pinned is not None else matched.candidates),
+    )
     matched.chain.before_select(state)
     cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
 
@@ -138,7 +143,8 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         keep = [i for i in keep if not math.isnan(cost[i])]
         if not keep:
             raise NO_CANDIDATE.with_message(
-                f"no candidate of decision {matched.name!r} costs at most {obj.max_cost:g}")
+                f"no candidate of decision {matched.name!r} costs at most {obj.max_cost:g}"
+            )
         cands, p, cost = [cands[i] for i in keep], [p[i] for i in keep], [cost[i] for i in keep]
     idx = 0 if len(cands) == 1 else _select(obj, p, cost)
     entry = cands[idx]

@@ -40,16 +40,23 @@ class Source:
         return Problem(self.file, self.line(path), tuple(path), message)
 
 
-def _walk(node: yaml.Node, path: PathT, lines: dict[PathT, int], dups: list[Problem],
-          file: str) -> None:
+def _walk(
+    node: yaml.Node, path: PathT, lines: dict[PathT, int], dups: list[Problem], file: str
+) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
             line = k.start_mark.line + 1
             if key in seen:
-                dups.append(Problem(file, line, (*path, key),
-                                    f"duplicate key {key!r} (first on line {seen[key]})"))
+                dups.append(
+                    Problem(
+                        file,
+                        line,
+                        (*path, key),
+                        f"duplicate key {key!r} (first on line {seen[key]})",
+                    )
+                )
             else:
                 seen[key] = line
             lines.setdefault((*path, key), line)

@@ -42,8 +42,15 @@ def default_resources() -> Resources:
 class PolicyRuntime:
     """Implements :class:`policies.outcome.Decider`."""
 
-    def __init__(self, path: Path | None, snapshot: Snapshot, resources: Resources, *,
-                 watch: bool, on_reload: OnReload | None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        snapshot: Snapshot,
+        resources: Resources,
+        *,
+        watch: bool,
+        on_reload: OnReload | None,
+    ) -> None:
         self.path = path
         self._snapshot = snapshot
         self._resources = resources
@@ -53,8 +60,14 @@ class PolicyRuntime:
         self._stop = asyncio.Event()
 
     @classmethod
-    def from_file(cls, path: Path | None = None, *, resources: Resources | None = None,
-                  watch: bool = True, on_reload: OnReload | None = None) -> PolicyRuntime:
+    def from_file(
+        cls,
+        path: Path | None = None,
+        *,
+        resources: Resources | None = None,
+        watch: bool = True,
+        on_reload: OnReload | None = None,
+    ) -> PolicyRuntime:
         """Load and compile ``path`` (None: the embedded default). Raises PolicyError."""
         res = resources if resources is not None else default_resources()
         label, text = load_source(path)
@@ -134,6 +147,7 @@ class PolicyRuntime:
             return Path(p).name == target.name or Path(p).resolve() == target
 
         ready.set()
-        async for _ in watchfiles.awatch(folder, watch_filter=ours, stop_event=self._stop,
-                                         debounce=200, step=50):
+        async for _ in watchfiles.awatch(
+            folder, watch_filter=ours, stop_event=self._stop, debounce=200, step=50
+        ):
             await asyncio.to_thread(self.reload)

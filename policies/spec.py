@@ -52,7 +52,7 @@ class CatalogEntry(_Model):
     model: Name = Field(description="Model name written into the upstream request body.")
     upstream: UpstreamName = Field(description="Upstream (Envoy cluster) the request is sent to.")
     family: Family = Field(
-        "none",
+        default="none",
         description=(
             "How the reasoning budget is expressed: openai (reasoning_effort), anthropic "
             "(thinking.budget_tokens), qwen (chat_template_kwargs.enable_thinking + "
@@ -61,20 +61,20 @@ class CatalogEntry(_Model):
         ),
     )
     budget: StrictStr | StrictInt | None = Field(
-        None,
+        default=None,
         description=(
             "openai: none|minimal|low|medium|high; anthropic: thinking tokens (>= 1024); "
             "qwen: 'off', 'on' or thinking tokens; max_tokens: output tokens."
         ),
     )
     router_config: StrictStr | None = Field(
-        None, description="The router configuration whose P(correct) this entry uses."
+        default=None, description="The router configuration whose P(correct) this entry uses."
     )
     cost: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = Field(
-        None, description="Expected USD per request; overrides price and the router's cost."
+        default=None, description="Expected USD per request; overrides price and the router's cost."
     )
     price: Price | None = None
-    local: StrictBool = Field(False, description="Runs on premises (for pii: restrict).")
+    local: StrictBool = Field(default=False, description="Runs on premises (for pii: restrict).")
 
     @_model_validator(mode="after")
     def _budget_fits_family(self) -> CatalogEntry:
@@ -97,22 +97,35 @@ class CatalogEntry(_Model):
 class SignalSpec(_Model):
     """A signal instance. The key is its name; ``type`` defaults to the key."""
 
-    type: Name | None = Field(None, description="Registered signal type; defaults to the key.")
+    type: Name | None = Field(
+        default=None, description="Registered signal type; defaults to the key."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Signal parameters.")
 
 
-_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in_", "not_in", "contains", "contains_any",
-        "present")
+_OPS = (
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in_",
+    "not_in",
+    "contains",
+    "contains_any",
+    "present",
+)
 
 
 class Condition(_Model):
     """A node of a ``when`` tree: ``all``/``any``/``not``, or a test on one signal field."""
 
-    all: list[Condition] | None = Field(None, min_length=1)
-    any: list[Condition] | None = Field(None, min_length=1)
-    not_: Condition | None = Field(None, alias="not")
+    all: list[Condition] | None = Field(default=None, min_length=1)
+    any: list[Condition] | None = Field(default=None, min_length=1)
+    not_: Condition | None = Field(default=None, alias="not")
     signal: StrictStr | None = Field(
-        None, description="signal.field, e.g. domain.label or difficulty.difficulty"
+        default=None, description="signal.field, e.g. domain.label or difficulty.difficulty"
     )
     eq: Scalar | None = None
     ne: Scalar | None = None
@@ -120,12 +133,12 @@ class Condition(_Model):
     gte: StrictFloat | StrictInt | None = None
     lt: StrictFloat | StrictInt | None = None
     lte: StrictFloat | StrictInt | None = None
-    in_: list[Scalar] | None = Field(None, alias="in")
+    in_: list[Scalar] | None = Field(default=None, alias="in")
     not_in: list[Scalar] | None = None
-    contains: StrictStr | None = Field(None, description="A label set contains this label.")
-    contains_any: list[StrictStr] | None = Field(None, min_length=1)
+    contains: StrictStr | None = Field(default=None, description="A label set contains this label.")
+    contains_any: list[StrictStr] | None = Field(default=None, min_length=1)
     present: StrictBool | None = Field(
-        None, description="The field was produced (and, for text/label sets, is non-empty)."
+        default=None, description="The field was produced (and, for text/label sets, is non-empty)."
     )
 
     @_model_validator(mode="after")
@@ -157,16 +170,16 @@ class Objective(_Model):
     """How to trade P(correct) against cost among the allowed candidates."""
 
     method: Literal["linear", "chebyshev", "target"] = Field(
-        "linear",
+        default="linear",
         description="linear: max w*P - (1-w)*cost; chebyshev: RADAR's rule; "
         "target: cheapest with P >= target (else the highest P).",
     )
     w: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = Field(
-        None, description="Weight on P(correct): 1 = quality only, 0 = cheapest."
+        default=None, description="Weight on P(correct): 1 = quality only, 0 = cheapest."
     )
     target: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] | None = None
     max_cost: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = Field(
-        None, description="Cap in USD per request; dearer candidates are not considered."
+        default=None, description="Cap in USD per request; dearer candidates are not considered."
     )
 
     @_model_validator(mode="after")
@@ -214,7 +227,7 @@ class DefaultDecision(_Model):
 
 class Decision(DefaultDecision):
     name: Name
-    priority: StrictInt = Field(0, description="Higher first; ties go to the earlier one.")
+    priority: StrictInt = Field(default=0, description="Higher first; ties go to the earlier one.")
     when: Condition
 
 

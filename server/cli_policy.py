@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-policy_app = typer.Typer(help="Check routing policies and print their JSON Schema.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Check routing policies and print their JSON Schema.", no_args_is_help=True
+)
 
 
 def _resources(router: Path | None, no_router: bool) -> Any:
@@ -26,10 +27,16 @@ def _resources(router: Path | None, no_router: bool) -> Any:
     return Resources(embedder=r.embedder(), router=r)
 
 
-RouterOpt = Annotated[Path | None, typer.Option(
-    "--router", help="Router directory (default: the shipped default router).")]
-NoRouterOpt = Annotated[bool, typer.Option(
-    "--no-router", help="Check without a router (router configurations are not checked).")]
+RouterOpt = Annotated[
+    Path | None,
+    typer.Option("--router", help="Router directory (default: the shipped default router)."),
+]
+NoRouterOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-router", help="Check without a router (router configurations are not checked)."
+    ),
+]
 
 
 @policy_app.command("check")
@@ -51,9 +58,11 @@ def check(
             typer.echo(str(p), err=True)
         n = len(e.problems)
         typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"{file}: ok ({len(snap.catalog)} configurations, {len(snap.decisions)} "
-               f"decisions + default, signals: {', '.join(sorted(snap.signals)) or 'none'})")
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
+    typer.echo(
+        f"{file}: ok ({len(snap.catalog)} configurations, {len(snap.decisions)} "
+        f"decisions + default, signals: {', '.join(sorted(snap.signals)) or 'none'})"
+    )
 
 
 @policy_app.command("schema")
@@ -66,9 +75,13 @@ def schema() -> None:
 
 def explain(
     text: Annotated[str, typer.Argument(help="The user message to route.")],
-    policy: Annotated[Path | None, typer.Option(
-        "--policy", help="Policy YAML file (default: the embedded default policy).")] = None,
-    model: Annotated[str | None, typer.Option(help="Requested model (default: first alias).")] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Policy YAML file (default: the embedded default policy)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Requested model (default: the first alias).")
+    ] = None,
     router: RouterOpt = None,
     no_router: NoRouterOpt = False,
 ) -> None:
@@ -86,7 +99,7 @@ def explain(
         rt = PolicyRuntime.from_file(policy, resources=_resources(router, no_router), watch=False)
     except PolicyError as e:
         typer.echo(str(e), err=True)
-        raise typer.Exit(1) from None
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
     name = model or rt.aliases()[0]
     body = {"model": name, "messages": [{"role": "user", "content": text}]}
     req = LLMRequest(ApiKind.CHAT, name, (Message("user", PromptText(text)),), body=body)
@@ -94,7 +107,7 @@ def explain(
         out = asyncio.run(rt.decide(req))
     except ClientError as e:
         typer.echo(f"refused: {e.status} {e.code}: {e.message}")
-        raise typer.Exit(1) from None
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
     ex = out.explanation
     typer.echo(f"policy    {rt.snapshot.file} ({ex.get('policy')})")
     typer.echo("signals")
@@ -104,17 +117,19 @@ def explain(
     typer.echo(f"decision  {out.decision}  [{ex.get('objective')}]")
     typer.echo(f"  why     {ex.get('decision.why')}")
     typer.echo("candidates")
-    names = [k.removeprefix("cost.") for k in ex if k.startswith("cost.")] or \
-        [k.removeprefix("p.") for k in ex if k.startswith("p.")]
+    names = [k.removeprefix("cost.") for k in ex if k.startswith("cost.")] or [
+        k.removeprefix("p.") for k in ex if k.startswith("p.")
+    ]
     for n in names:
         p, c = ex.get(f"p.{n}"), ex.get(f"cost.{n}")
         mark = "*" if n == out.choice.config else " "
         ps = f"P={p:.3f}" if isinstance(p, float) else "P=?"
         cs = f"cost=${c:.6f}" if isinstance(c, float) else "cost=?"
         typer.echo(f" {mark} {n:<24} {ps}  {cs}")
-    typer.echo(f"choice    {out.choice.config} -> model {out.choice.model} on "
-               f"{out.choice.upstream}" + (f", budget {out.choice.budget}"
-                                           if out.choice.budget else ""))
+    typer.echo(
+        f"choice    {out.choice.config} -> model {out.choice.model} on "
+        f"{out.choice.upstream}" + (f", budget {out.choice.budget}" if out.choice.budget else "")
+    )
     for k, v in ex.items():
         if k.startswith("plugin."):
             typer.echo(f"  {k:<32} {v}")

@@ -21,7 +21,11 @@ class Probe:
 
     name: ClassVar[str] = "t_probe"
     fields: ClassVar[Mapping[str, type]] = {
-        "score": float, "count": int, "label": str, "tags": tuple, "flag": bool,
+        "score": float,
+        "count": int,
+        "label": str,
+        "tags": tuple,
+        "flag": bool,
     }
     ranges: ClassVar[Mapping[str, tuple[float, float]]] = {"score": (0.0, 1.0)}
     labels: ClassVar[Mapping[str, tuple[str, ...]]] = {"label": ("a", "b", "c")}
@@ -99,8 +103,9 @@ class FakeRouter:
         return FakeEmbedder()
 
 
-def fake_resources(p: Mapping[str, float] | None = None,
-                   cost: Mapping[str, float] | None = None) -> Resources:
+def fake_resources(
+    p: Mapping[str, float] | None = None, cost: Mapping[str, float] | None = None
+) -> Resources:
     p = p or {"small": 0.5, "mid": 0.7, "big": 0.9}
     cost = cost or {"small": 0.0001, "mid": 0.001, "big": 0.01}
     return Resources(embedder=FakeEmbedder(), router=FakeRouter(p, cost))

@@ -24,10 +24,13 @@ def decide(s: object, values: dict[str, object] | str, model: str = "auto") -> o
     return decide_sync(s, chat(values, model))  # type: ignore[arg-type]
 
 
-def one(name: str, when: str, prio: int = 0, cands: str = "['*']",
-        obj: str = "{method: linear, w: 1.0}") -> str:
-    return (f"  - name: {name}\n    priority: {prio}\n    when: {when}\n"
-            f"    candidates: {cands}\n    objective: {obj}\n")
+def one(
+    name: str, when: str, prio: int = 0, cands: str = "['*']", obj: str = "{method: linear, w: 1.0}"
+) -> str:
+    return (
+        f"  - name: {name}\n    priority: {prio}\n    when: {when}\n"
+        f"    candidates: {cands}\n    objective: {obj}\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -47,12 +50,21 @@ def one(name: str, when: str, prio: int = 0, cands: str = "['*']",
         ("{signal: probe.label, ne: a}", {}, False),
         ("{signal: probe.flag, eq: true}", {"flag": True}, True),
         ("{not: {signal: probe.flag, eq: true}}", {"flag": True}, False),
-        ("{all: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
-         {"flag": True, "count": 3}, True),
-        ("{all: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
-         {"flag": True, "count": 2}, False),
-        ("{any: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
-         {"flag": False, "count": 7}, True),
+        (
+            "{all: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
+            {"flag": True, "count": 3},
+            True,
+        ),
+        (
+            "{all: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
+            {"flag": True, "count": 2},
+            False,
+        ),
+        (
+            "{any: [{signal: probe.flag, eq: true}, {signal: probe.count, gte: 3}]}",
+            {"flag": False, "count": 7},
+            True,
+        ),
         ("{signal: probe.score, gt: 0.5}", {"score": "high"}, False),  # wrong type at runtime
     ],
 )
@@ -63,9 +75,12 @@ def test_when_tree_evaluation(when: str, values: dict[str, object], expected: bo
 
 
 def test_priority_order_and_file_order_break_ties() -> None:
-    d = "decisions:\n" + one("low", "{signal: probe.count, gte: 1}", prio=1) + \
-        one("first-10", "{signal: probe.count, gte: 2}", prio=10) + \
-        one("second-10", "{signal: probe.count, gte: 1}", prio=10)
+    d = (
+        "decisions:\n"
+        + one("low", "{signal: probe.count, gte: 1}", prio=1)
+        + one("first-10", "{signal: probe.count, gte: 2}", prio=10)
+        + one("second-10", "{signal: probe.count, gte: 1}", prio=10)
+    )
     s = snap(d)
     assert decide(s, {"probe": {"count": 5}}).decision == "first-10"  # type: ignore[attr-defined]
     assert decide(s, {"probe": {"count": 1}}).decision == "second-10"  # type: ignore[attr-defined]
@@ -108,9 +123,12 @@ def test_the_selection_follows_the_router() -> None:
 
 def test_one_encoder_pass_shared_and_skipped_for_a_single_candidate() -> None:
     res = fake_resources()
-    text = BASE + "  emb: {type: t_embedded}\ndecisions:\n" + one(
-        "e", "{signal: emb.norm, gt: 0.5}", cands="[mid]") + \
-        "default:\n  candidates: ['*']\n  objective: {method: linear, w: 1.0}\n"
+    text = (
+        BASE
+        + "  emb: {type: t_embedded}\ndecisions:\n"
+        + one("e", "{signal: emb.norm, gt: 0.5}", cands="[mid]")
+        + "default:\n  candidates: ['*']\n  objective: {method: linear, w: 1.0}\n"
+    )
     s = compile_policy(text, "p.yaml", res)
     out = decide_sync(s, chat({}))
     assert out.decision == "e" and out.choice.config == "mid"
@@ -124,10 +142,13 @@ def test_one_encoder_pass_shared_and_skipped_for_a_single_candidate() -> None:
 
 
 def test_signals_are_computed_lazily_in_evaluation_order() -> None:
-    text = BASE + "  other: {type: t_probe, params: {key: other}}\ndecisions:\n" + \
-        one("p", "{signal: probe.flag, eq: true}", prio=5) + \
-        one("o", "{signal: other.flag, eq: true}", prio=1) + \
-        "default:\n  candidates: ['*']\n  objective: {method: linear, w: 1.0}\n"
+    text = (
+        BASE
+        + "  other: {type: t_probe, params: {key: other}}\ndecisions:\n"
+        + one("p", "{signal: probe.flag, eq: true}", prio=5)
+        + one("o", "{signal: other.flag, eq: true}", prio=1)
+        + "default:\n  candidates: ['*']\n  objective: {method: linear, w: 1.0}\n"
+    )
     s = compile_policy(text, "p.yaml", fake_resources())
     CALLS.clear()
     out = decide_sync(s, chat({"probe": {"flag": True}}))
@@ -146,8 +167,10 @@ def test_a_failing_signal_counts_as_absent(caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_explanation_and_reason() -> None:
-    s = snap("decisions:\n" + one("hit", "{all: [{signal: probe.score, gt: 0.5}, "
-                                         "{signal: probe.label, in: [a]}]}"))
+    s = snap(
+        "decisions:\n"
+        + one("hit", "{all: [{signal: probe.score, gt: 0.5}, {signal: probe.label, in: [a]}]}")
+    )
     out = decide(s, {"probe": {"score": 0.75, "label": "a"}})
     ex = out.explanation  # type: ignore[attr-defined]
     assert ex["decision"] == "hit"
@@ -172,8 +195,11 @@ def test_pinned_models_are_respected_and_unknown_models_refused() -> None:
 
 
 def test_security_plugins_still_apply_to_pinned_models() -> None:
-    s = snap("decisions:\n" + one("pii", "{signal: probe.flag, eq: true}") +
-             "    plugins:\n      - pii: {action: block}\n")
+    s = snap(
+        "decisions:\n"
+        + one("pii", "{signal: probe.flag, eq: true}")
+        + "    plugins:\n      - pii: {action: block}\n"
+    )
     req = chat({"probe": {"flag": True}, "note": "mail me at jane.roe@example.org"}, "big-m")
     with pytest.raises(ClientError) as ei:
         decide_sync(s, req)  # type: ignore[arg-type]
@@ -190,8 +216,10 @@ def test_the_request_is_never_mutated() -> None:
 
 
 def test_without_a_router_p_is_unknown_and_cost_decides() -> None:
-    text = BASE.replace("router_config: small}", "router_config: small, cost: 0.002}") + \
-        "default:\n  candidates: ['*']\n  objective: {method: linear, w: 0.5}\n"
+    text = (
+        BASE.replace("router_config: small}", "router_config: small, cost: 0.002}")
+        + "default:\n  candidates: ['*']\n  objective: {method: linear, w: 0.5}\n"
+    )
     s = compile_policy(text, "p.yaml", None)
     out = decide_sync(s, chat({}))
     assert out.choice.config == "small"  # the only candidate with a known cost

@@ -32,7 +32,9 @@ def test_valid_base_policy_compiles() -> None:
 
 
 def test_schema_errors_are_all_reported_with_lines_and_paths() -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
 decisions:
   - name: a
     when: {signal: probe.score, gt: 0.5}
@@ -42,24 +44,26 @@ decisions:
   - name: b
     when: {signal: probe.score}
     objective: {method: linear, w: 0.5}
-""" + DEFAULT
+"""
+        + DEFAULT
+    )
     got = problems(text)
     assert "p.yaml:14: decisions[0].objective.w: Input should be less than or equal to 1" in got
     assert "p.yaml:15: decisions[0].colour: unknown key" in got
-    assert any(g.startswith("p.yaml:17: decisions[1].when: a signal test needs exactly one")
-               for g in got)
+    assert any(
+        g.startswith("p.yaml:17: decisions[1].when: a signal test needs exactly one") for g in got
+    )
     assert "p.yaml:16: decisions[1].candidates: required key is missing" in got
     assert len(got) == 4
 
 
 def test_wrong_types_are_not_coerced() -> None:
-    text = BASE.replace("upstreams: [local, cloud]", "upstreams: [local, cloud, 5]") + \
-        DEFAULT.replace("w: 0.5", 'w: "0.5"')
+    text = BASE.replace(
+        "upstreams: [local, cloud]", "upstreams: [local, cloud, 5]"
+    ) + DEFAULT.replace("w: 0.5", 'w: "0.5"')
     got = problems(text)
-    assert any(g.startswith("p.yaml:3: upstreams[2]: Input should be a valid string")
-               for g in got)
-    assert any(g.startswith("p.yaml:12: default.objective.w: Input should be a valid")
-               for g in got)
+    assert any(g.startswith("p.yaml:3: upstreams[2]: Input should be a valid string") for g in got)
+    assert any(g.startswith("p.yaml:12: default.objective.w: Input should be a valid") for g in got)
 
 
 def test_union_member_names_do_not_leak_into_paths() -> None:
@@ -69,7 +73,9 @@ def test_union_member_names_do_not_leak_into_paths() -> None:
 
 
 def test_unknown_signal_is_reported_at_its_condition() -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
 decisions:
   - {name: a, when: {signal: probe.score, gt: 0.1}, candidates: [small],
      objective: {method: linear, w: 0.5}}
@@ -82,7 +88,9 @@ decisions:
           eq: math
     candidates: [small]
     objective: {method: linear, w: 0.5}
-""" + DEFAULT
+"""
+        + DEFAULT
+    )
     assert problems(text) == ["p.yaml:18: decisions[2].when.all[0].signal: unknown signal 'domian'"]
 
 
@@ -106,13 +114,17 @@ decisions:
     ],
 )
 def test_condition_rules(cond: str, message: str) -> None:
-    text = BASE + f"""\
+    text = (
+        BASE
+        + f"""\
 decisions:
   - name: a
     when: {cond}
     candidates: [small]
     objective: {{method: linear, w: 0.5}}
-""" + DEFAULT
+"""
+        + DEFAULT
+    )
     got = problems(text)
     assert len(got) == 1
     assert got[0].startswith("p.yaml:12: decisions[0].when")
@@ -120,7 +132,9 @@ decisions:
 
 
 def test_conditions_that_can_fail_and_be_met_pass() -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
 decisions:
   - name: a
     when:
@@ -133,7 +147,9 @@ decisions:
         - {signal: probe.tags, present: true}
     candidates: [small]
     objective: {method: linear, w: 0.5}
-""" + DEFAULT
+"""
+        + DEFAULT
+    )
     ok(text)
 
 
@@ -214,7 +230,8 @@ def test_objective_rules() -> None:
 
 def test_cost_cap_needs_a_cost_source() -> None:
     text = BASE.replace("router_config: small}", "}") + DEFAULT.replace(
-        "w: 0.5}", "w: 0.5, max_cost: 0.01}")
+        "w: 0.5}", "w: 0.5, max_cost: 0.01}"
+    )
     (got,) = problems(text)
     assert "default.objective.max_cost: candidate 'small' has no cost" in got
 
@@ -223,13 +240,15 @@ def test_headers_plugin_refuses_protected_headers() -> None:
     text = BASE + DEFAULT + "  plugins:\n    - headers: {set: {Host: evil}, remove: [':path']}\n"
     got = problems(text)
     assert any("header 'Host' may not be changed" in g for g in got)
-    assert any(g.startswith("p.yaml:14: default.plugins[0].headers.remove: invalid header "
-                            "name ':path'") for g in got)
+    assert any(
+        g.startswith("p.yaml:14: default.plugins[0].headers.remove: invalid header name ':path'")
+        for g in got
+    )
 
 
 def test_yaml_syntax_and_duplicate_keys() -> None:
-    (got,) = problems("version: 1\ncatalog: [\n  - a\n")
-    assert got.startswith("p.yaml:") and "YAML syntax" in got
+    (syntax,) = problems("version: 1\ncatalog: [\n  - a\n")
+    assert syntax.startswith("p.yaml:") and "YAML syntax" in syntax
     got = problems(BASE + DEFAULT + "default:\n  candidates: [small]\n")
     assert got == ["p.yaml:13: default: duplicate key 'default' (first on line 10)"]
     assert problems("") == ["p.yaml:1: <root>: the policy file is empty"]
