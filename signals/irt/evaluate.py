@@ -36,12 +36,15 @@ from signals.irt.selection import (
     realized_costs,
     select_chebyshev,
     select_linear,
+    select_target,
 )
 
 DEFAULT_WS = tuple(float(w) for w in np.linspace(0.0, 1.0, 41))
 RULES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray | int]] = {
     "linear": select_linear,
     "chebyshev": select_chebyshev,
+    # "Cheapest with P >= target", with the sweep value read as the target.
+    "target": select_target,
 }
 
 

@@ -58,7 +58,8 @@ def render_markdown(report: Mapping[str, Any], title: str = "Router evaluation")
         f" of the best single's cost = {report['budget']['cost']:.4g}",
         "- RouterDC acc: accuracy of the argmax choice (cost ignored), averaged over benchmarks."
         " AIQ: area under the non-decreasing convex hull / max cost (RouterBench); predictors"
-        " use the points of both selection rules over the w sweep.",
+        " use the points of all three selection rules (linear, Chebyshev, cheapest with"
+        " P >= target) over the sweep.",
     ]
     if report.get("pair"):
         pair = report["pair"]
@@ -82,6 +83,9 @@ def render_markdown(report: Mapping[str, Any], title: str = "Router evaluation")
 def plot_fronts(report: Mapping[str, Any], path: Path, title: str = "") -> None:
     """Accuracy against cost: predictors' sweeps (linear and Chebyshev), baselines, singles."""
     import matplotlib
+    import numpy as np
+
+    from signals.irt.metrics import nondecreasing_hull
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -91,13 +95,16 @@ def plot_fronts(report: Mapping[str, Any], path: Path, title: str = "") -> None:
     costs: list[float] = []
     for name, m in methods.items():
         if m["kind"] == "predictor":
-            for rule, style in (("linear", "-"), ("chebyshev", ":")):
-                pts = [(p[1], p[2]) for p in m["sweep"][rule] if p[2] is not None]
-                pts.sort()
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, style, marker=".", ms=3, label=f"{name} ({rule})")
-                    costs += list(xs)
+            # Every operating point of every rule, faint, and the hull AIQ measures, bold.
+            pts = [(p[1], p[2]) for sw in m["sweep"].values() for p in sw if p[2] is not None]
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            hc, ha = nondecreasing_hull(np.array(xs), np.array(ys))
+            lab = f"{name} (hull, AIQ {_fmt(m.get('aiq'), '{:.3f}')})"
+            (line,) = ax.plot(hc, ha, "-", lw=1.8, label=lab)
+            ax.scatter(xs, ys, s=5, alpha=0.35, color=line.get_color())
+            costs += list(xs)
         elif m["kind"] == "single":
             ((c, a),) = m["points"]
             ax.scatter([c], [a], marker="x", color="grey")
@@ -107,7 +114,8 @@ def plot_fronts(report: Mapping[str, Any], path: Path, title: str = "") -> None:
             pts = sorted((p[0], p[1]) for p in m["points"])
             xs, ys = zip(*pts, strict=True)
             style = "--" if len(pts) > 1 else "o"
-            ax.plot(xs, ys, style, color="black" if name == "zero-router" else None, label=name)
+            lab = f"{name} (AIQ {_fmt(m.get('aiq'), '{:.3f}')})"
+            ax.plot(xs, ys, style, color="black" if name == "zero-router" else None, label=lab)
             costs += list(xs)
     pos = [c for c in costs if c > 0]
     if pos and max(pos) / min(pos) > 20:

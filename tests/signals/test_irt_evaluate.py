@@ -78,6 +78,7 @@ def test_report_has_every_method_and_metric(three: RoutingData) -> None:
             "aiq",
             "aiq_linear",
             "aiq_chebyshev",
+            "aiq_target",
             "routerdc_accuracy",
             "max_accuracy",
             "cost_to_reach_best_single",
