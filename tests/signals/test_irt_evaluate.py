@@ -252,3 +252,33 @@ def test_shipped_router_is_used_as_is() -> None:
     np.testing.assert_allclose(P, r.predict_batch(X)[2][:, [2, 1, 0]], rtol=1e-6)
     with pytest.raises(ValueError, match="does not know"):
         ev.ShippedRouter(DEFAULT_ROUTER_DIR, ["no-such-model"])
+
+
+@pytest.mark.shared_data
+def test_fixed_routers_reproduce_the_data_readme_figures(shared_data: Path) -> None:
+    import warnings
+
+    from signals.irt.data import routerdc_protocol, train_test_split
+
+    d = load_routing_data([shared_data / "routerdc-7models.jsonl.gz"])
+    train, test_id, test_ood = routerdc_protocol(d)
+    for test, oracle, best in ((test_id, 77.52, 54.56), (test_ood, 70.34, 43.95)):
+        z = np.zeros((len(train), 1)), np.zeros((len(test), 1))
+        m = ev.evaluate(train, test, *z, [], ws=(1,))["methods"]
+        assert m["oracle"]["routerdc_accuracy"] == pytest.approx(oracle, abs=0.005)
+        assert m["single:cognitivecomputations/dolphin-2.9-llama3-8b"][
+            "routerdc_accuracy"
+        ] == pytest.approx(best, abs=0.005)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arc = load_routing_data([shared_data / "routerbench-arc.jsonl.gz"])
+    tr, te = train_test_split(arc)
+    rep = ev.evaluate(tr, te, np.zeros((len(tr), 1)), np.zeros((len(te), 1)), [], ws=(1,))
+    best_single = rep["best_single"]
+    assert best_single["config"] == "gpt-4-1106-preview"
+    assert best_single["accuracy"] == pytest.approx(0.944, abs=5e-4)
+    assert best_single["cost"] == pytest.approx(2.25, abs=0.005)
+    oc, oa = rep["methods"]["oracle"]["points"][0]
+    assert oa == pytest.approx(0.984, abs=5e-4) and oc == pytest.approx(0.10, abs=0.005)
+    mc, ma = rep["methods"]["single:mistralai/mistral-7b-chat"]["points"][0]
+    assert ma == pytest.approx(0.661, abs=5e-4) and mc == pytest.approx(0.045, abs=5e-4)
