@@ -11,6 +11,7 @@ import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
 from signals.encoders.base import EncoderError
+from signals.encoders.tokenizer import load_tokenizer
 
 THREADS_ENV = "IRTGATE_ENCODER_THREADS"
 
@@ -36,26 +37,14 @@ class MiniLMEncoder:
     name = "minilm"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        import importlib
-
         import onnxruntime as ort
 
-        # tokenizers ships no type information; treat it as Any rather than ignore-comment it.
-        Tokenizer: Any = importlib.import_module("tokenizers").Tokenizer
-
         self.info: ArtifactInfo = read_artifact(path, "minilm")
-        tok_path = path / "tokenizer.json"
-        if not tok_path.is_file():
-            raise EncoderError(f"{path}: tokenizer.json is missing")
-        self._tokenizer = Tokenizer.from_file(str(tok_path))
-        # The upstream tokenizer.json pads and truncates to 128 on the right; the window
-        # does the cutting here instead.
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+        self._tokenizer = load_tokenizer(path / "tokenizer.json")
         cls_id = self._tokenizer.token_to_id("[CLS]")
         sep_id = self._tokenizer.token_to_id("[SEP]")
         if cls_id is None or sep_id is None:
-            raise EncoderError(f"{tok_path}: no [CLS]/[SEP] tokens")
+            raise EncoderError(f"{path}/tokenizer.json: no [CLS]/[SEP] tokens")
         self._cls, self._sep = cls_id, sep_id
 
         opts = ort.SessionOptions()
