@@ -41,7 +41,7 @@ def test_adaptive_recovers_a_known_ability_better_than_random() -> None:
     rng = np.random.default_rng(2)
     known = rng.normal(0.0, 1.0, size=(12, 3))  # existing configurations
     mu0, cov0 = prior_from(known)
-    errs = {"fisher": [], "random": []}
+    errs: dict[str, list[float]] = {"fisher": [], "random": []}
     for trial in range(6):
         truth = rng.normal(0.0, 1.0, size=3)
         y = (rng.random(len(b)) < sigmoid(a @ truth - b)).astype(float)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ from signals.irt.model import (
 )
 
 # The plain IRT model: no listwise term, no kNN score blend (those are tested separately).
-PURE = {"rank_weight": 0.0, "knn_p_blend": 0.0}
+PURE: dict[str, Any] = {"rank_weight": 0.0, "knn_p_blend": 0.0}
 
 
 def _tiny_params() -> Params:
@@ -56,17 +59,17 @@ def test_sigmoid_and_softplus_are_stable_at_extremes() -> None:
     assert softplus(np.array([0.0]))[0] == pytest.approx(math.log(2.0))
 
 
-def _numeric_grad(p: Params, f: object, name: str) -> np.ndarray:
-    arr = getattr(p, name)
-    num = np.zeros_like(arr)
+def _numeric_grad(p: Params, f: Callable[[], float], name: str) -> np.ndarray:
+    arr: np.ndarray = getattr(p, name)
+    num: np.ndarray = np.zeros_like(arr)
     it = np.nditer(arr, flags=["multi_index"])
     for _ in it:
         i = it.multi_index
         old = arr[i]
         arr[i] = old + 1e-6
-        lp = f()  # type: ignore[operator]
+        lp = f()
         arr[i] = old - 1e-6
-        lm = f()  # type: ignore[operator]
+        lm = f()
         arr[i] = old
         num[i] = (lp - lm) / 2e-6
     return num
@@ -222,3 +225,26 @@ def test_ranking_term_prefers_the_configuration_that_was_right() -> None:
     m.fit(X[:300], Y[:300])
     pick = m.predict(X[300:]).argmax(axis=1)
     assert np.mean(pick == np.where(first[300:], 0, 1)) > 0.9
+
+
+@pytest.mark.slow
+def test_quick_training_on_real_data_beats_the_best_single_config(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """RouterDC's protocol (in-distribution test splits), static embeddings."""
+    from signals.encoders.cache import embed_corpus
+    from signals.irt.data import load_routing_data, routerdc_protocol
+    from signals.irt.metrics import routerdc_accuracy
+
+    data = load_routing_data([shared_data / "routerdc-7models.jsonl.gz"])
+    train, test, _ = routerdc_protocol(data)
+    X = embed_corpus("static", list(train.prompts), cache_dir=tmp_path, progress=False)
+    Xt = embed_corpus("static", list(test.prompts), cache_dir=tmp_path, progress=False)
+    m = IRTModel(k=8, seed=0)
+    m.fit(X, train.scores)
+    ours, _ = routerdc_accuracy(m.predict(Xt).argmax(axis=1), test.scores, test.benchmarks)
+    singles = [
+        routerdc_accuracy(np.full(len(test), g), test.scores, test.benchmarks)[0]
+        for g in range(len(data.configs))
+    ]
+    assert ours > max(singles) + 1.0  # the best single model scores 54.56 here
