@@ -72,6 +72,20 @@ def _input_tokens(req: LLMRequest, sigs: _Signals) -> float:
     return sum(len(m.text) for m in req.messages) / 4.0
 
 
+def _computed_p(snap: Snapshot, sigs: _Signals, router: Any) -> dict[str, float] | None:
+    """P per configuration from a difficulty signal on this router that already ran."""
+    for name, vals in sigs.values.items():
+        if vals and getattr(snap.signals[name], "router", None) is router:
+            p = {
+                k[2:]: float(v)
+                for k, v in vals.items()
+                if k.startswith("p.") and isinstance(v, float | int)
+            }
+            if p:
+                return p
+    return None
+
+
 def _select(obj: Objective, p: list[float], cost: list[float]) -> int:
     import numpy as np
 
@@ -132,7 +146,7 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
     need_p = router is not None and len(cands) > 1 and any(c.router_config for c in cands)
     pmap: Mapping[str, float] = {}
     if need_p:
-        pmap = router.predict(ctx.embedding()).p
+        pmap = _computed_p(snap, sigs, router) or router.predict(ctx.embedding()).p
     p = [float(pmap.get(c.router_config or "", 0.0)) for c in cands]
     tokens = _input_tokens(request, sigs)
     cost = [_entry_cost(c, router, tokens) for c in cands]

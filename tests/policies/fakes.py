@@ -128,3 +128,25 @@ catalog:
 signals:
   probe: {type: t_probe}
 """
+
+
+class RouterSignal:
+    """Like the real difficulty signal: exposes P per configuration of ``router``."""
+
+    name: ClassVar[str] = "t_router"
+    fields: ClassVar[Mapping[str, type]] = {"p_max": float}
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
+        pred = self.router.predict(ctx.embedding())
+        return {"p_max": max(pred.p.values()), **{f"p.{k}": v for k, v in pred.p.items()}}
+
+
+def _router_signal(params: Mapping[str, Any], resources: Resources) -> RouterSignal:
+    return RouterSignal(resources.router)
+
+
+if "t_router" not in registered():
+    register("t_router", RouterSignal)(_router_signal)

@@ -230,3 +230,18 @@ def test_fake_router_is_a_faithful_double() -> None:
     r = FakeRouter({"a": 0.3}, {"a": 1.0})
     assert r.predict(None).p == {"a": 0.3}  # type: ignore[arg-type]
     assert LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText("x")),)).model == "auto"
+
+
+def test_p_from_a_difficulty_signal_is_reused() -> None:
+    res = fake_resources()
+    text = (
+        BASE
+        + "  d: {type: t_router}\ndecisions:\n"
+        + one("sure", "{signal: d.p_max, gt: 0.95}")
+        + "default:\n  candidates: ['*']\n  objective: {method: linear, w: 1.0}\n"
+    )
+    s = compile_policy(text, "p.yaml", res)
+    out = decide_sync(s, chat({}))
+    assert out.decision == "default" and out.choice.config == "big"
+    assert res.router.predictions == 1  # by the signal; the engine reused its P
+    assert out.explanation["p.mid"] == 0.7
