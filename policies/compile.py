@@ -255,6 +255,11 @@ class _Compiler:
         )
 
 
+def digest(text: str) -> str:
+    """Short content hash of a policy text, for logs, explanations and reload checks."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def compile_policy(text: str, file: str, resources: Resources | None = None) -> Snapshot:
     """Parse, validate and compile; raises :class:`PolicyError` with every problem."""
     res = resources or Resources()
@@ -284,7 +289,7 @@ def compile_policy(text: str, file: str, resources: Resources | None = None) -> 
             pinned.setdefault(e.model, []).append(e)
     return Snapshot(
         file=file,
-        digest=hashlib.sha256(text.encode()).hexdigest()[:12],
+        digest=digest(text),
         policy=policy,
         signals=MappingProxyType(instances),
         decisions=tuple(decisions),

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from policies.compile import Snapshot, compile_policy
+from policies.compile import Snapshot, compile_policy, digest
 from policies.engine import decide_sync
 from policies.errors import PolicyError
 from policies.loader import load_source
@@ -98,6 +98,8 @@ class PolicyRuntime:
             return False
         try:
             label, text = load_source(self.path)
+            if digest(text) == self._snapshot.digest:
+                return True  # touched or an unrelated event: nothing to rebuild
             snap = compile_policy(text, label, self._resources)
         except PolicyError as e:
             log.error("policy reload failed, keeping %s:\n%s", self._snapshot.digest, e)
@@ -139,12 +141,15 @@ class PolicyRuntime:
         import watchfiles
 
         assert self.path is not None
-        target = self.path.resolve()
+        target = self.path.absolute()
         # Watch the folder, not the file: editors and ConfigMaps replace files by rename.
         folder = target.parent
 
         def ours(change: watchfiles.Change, p: str) -> bool:
-            return Path(p).name == target.name or Path(p).resolve() == target
+            # Kubernetes mounts a ConfigMap as a symlink into a `..data` folder that it
+            # swaps atomically, so events name `..data`/`..<timestamp>`, not our file.
+            name = Path(p).name
+            return name == target.name or name.startswith("..")
 
         ready.set()
         async for _ in watchfiles.awatch(

@@ -116,3 +116,10 @@ def test_cli_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "word word" not in out  # the prompt is never echoed
     assert main(["explain", "--policy", str(p), "--no-router", "--model", "gpt-9", "x"]) == 1
     assert "refused: 400 model_not_found" in capsys.readouterr().out
+
+
+def test_the_example_in_the_docs_passes_check(resources: Resources) -> None:
+    doc = (POLICIES.parent / "docs" / "policies.md").read_text()
+    block = doc.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    snap = compile_policy(block, "docs/policies.md", resources)
+    assert [d.name for d in snap.decisions] == ["personal-data", "hard-math"]

@@ -122,3 +122,31 @@ async def test_decide_does_not_block_the_event_loop(tmp_path: Path) -> None:
     await asyncio.gather(*(rt.decide(chat({})) for _ in range(20)))
     t.cancel()
     assert ticks > 1  # the loop kept running while decisions were computed in threads
+
+
+async def test_reload_through_a_kubernetes_style_configmap_swap(tmp_path: Path) -> None:
+    # Kubernetes' atomic writer: policy.yaml -> ..data/policy.yaml, ..data -> ..<ts>/,
+    # and an update swaps the ..data symlink by rename; policy.yaml itself never changes.
+    v1 = tmp_path / "..2026_01"
+    v1.mkdir()
+    (v1 / "policy.yaml").write_text(policy("small"))
+    (tmp_path / "..data").symlink_to(v1.name)
+    path = tmp_path / "policy.yaml"
+    path.symlink_to("..data/policy.yaml")
+    events: list[tuple[str, str | None]] = []
+    rt = PolicyRuntime.from_file(
+        path, resources=fake_resources(), on_reload=lambda o, e: events.append((o, e))
+    )
+    await rt.start()
+    try:
+        await asyncio.sleep(0.3)
+        v2 = tmp_path / "..2026_02"
+        v2.mkdir()
+        (v2 / "policy.yaml").write_text(policy("mid"))
+        (tmp_path / "..data_tmp").symlink_to(v2.name)
+        (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+        await wait_for(lambda: events)
+        assert events == [("ok", None)]
+        assert (await rt.decide(chat({}))).choice.config == "mid"
+    finally:
+        await rt.stop()
