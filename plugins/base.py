@@ -7,9 +7,12 @@ A chain runs in two phases around candidate selection:
 2. ``apply``: after the choice, edits the working copy of the JSON body and the upstream
    request headers (redaction, system prompt, headers, and last the budget translator).
 
-Plugins never mutate the request: they edit ``PluginState.body``, a deep copy made per
-request. What they add to ``notes`` ends up in the decision's explanation, so it must be
-content-free (counts, type labels, actions), never prompt text.
+Plugins never mutate the request. ``PluginState.body`` starts as a *shallow* copy of the
+request body: a plugin may replace top-level keys freely, but one that edits nested
+structures in place must ``copy.deepcopy`` the body first (as ``pii: redact`` does), so
+that large bodies are only copied when needed. What plugins add to ``notes`` ends up in
+the decision's explanation, so it must be content-free (counts, type labels, actions),
+never prompt text.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ counts only: the matched characters never leave this module.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar, Literal, Protocol
@@ -108,6 +109,9 @@ class PiiPlugin(Plugin):
     def apply(self, state: PluginState, slot: int) -> None:
         if self.config.action != "redact" or not state.scratch.get(slot):
             return
+        # The body is a shallow copy of the request's: copy the nested parts before
+        # editing them in place (the request itself is never modified).
+        state.body = copy.deepcopy(state.body)
         n = rewrite_texts(state.request.api, state.body, self._redact)
         state.notes["pii.redacted_fields"] = n
 

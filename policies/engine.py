@@ -11,7 +11,6 @@ the runtime calls :func:`decide_sync` off the event loop.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Mapping
@@ -134,9 +133,11 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         tried = ", ".join(d.name for d in snap.decisions)
         why = f"no decision matched ({tried})"[:400] if tried else "no decisions"
 
+    # A shallow copy: plugins replace top-level keys; one that edits nested content
+    # (redaction) deep-copies first, so large agent bodies are not copied for nothing.
     state = PluginState(
         request=request,
-        body=copy.deepcopy(dict(request.body)),
+        body=dict(request.body),
         candidates=list(pinned if pinned is not None else matched.candidates),
     )
     matched.chain.before_select(state)

@@ -55,8 +55,10 @@ def _leaks(texts: list[str]) -> list[str]:
 def test_redacted_and_restricted_without_leaks(caplog: pytest.LogCaptureFixture) -> None:
     snap = compile_policy(POLICY, "p.yaml")
     text = f"Mail {SECRETS[0]}, card {SECRETS[1]}, phone {SECRETS[2]}."
+    req = chat(text)
     with caplog.at_level(logging.DEBUG):
-        out = decide_sync(snap, chat(text))
+        out = decide_sync(snap, req)
+    assert req.body["messages"][0]["content"] == text  # the request itself is untouched
     assert out.decision == "personal" and out.choice.config == "onprem"
     sent = out.body["messages"][0]["content"]
     assert not _leaks([sent]) and "[EMAIL]" in sent and "[PAYMENT_CARD]" in sent
