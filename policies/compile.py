@@ -22,7 +22,7 @@ from typing import Any
 from plugins.base import Chain, build_chain
 from policies.conditions import FieldInfo, Node, check_leaf, guess_range
 from policies.errors import PathT, PolicyError, Problem, format_path
-from policies.loader import Source, parse_yaml, validate_schema
+from policies.loader import Salvage, Source, parse_yaml, salvage, validate_schema
 from policies.spec import (
     CatalogEntry,
     Condition,
@@ -92,11 +92,18 @@ def _field_infos(sig: Signal) -> dict[str, FieldInfo]:
 
 
 class _Compiler:
-    def __init__(self, src: Source, policy: Policy, resources: Resources) -> None:
+    def __init__(
+        self, src: Source, policy: Policy, resources: Resources, salvaged: Salvage | None = None
+    ) -> None:
         self.src, self.policy, self.res = src, policy, resources
+        self.salvaged = salvaged
         self.problems: list[Problem] = []
 
     def err(self, path: PathT, msg: str) -> None:
+        if self.salvaged is not None:
+            if any(f"{n!r}" in msg for n in self.salvaged.dropped):
+                return  # a consequence of an item already reported as broken
+            path = self.salvaged.remap(path)
         self.problems.append(self.src.problem(path, msg))
 
     def catalog(self) -> dict[str, CatalogEntry]:
@@ -260,26 +267,28 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.line or 0, format_path(p.path)))
+
+
 def compile_policy(text: str, file: str, resources: Resources | None = None) -> Snapshot:
     """Parse, validate and compile; raises :class:`PolicyError` with every problem."""
     res = resources or Resources()
     src = parse_yaml(text, file)
-    policy = validate_schema(src)
+    try:
+        policy = validate_schema(src)
+    except PolicyError as err:
+        # Check what is still well-formed too, so one run reports everything.
+        rest = salvage(src, err.problems)
+        if rest is None:
+            raise
+        partial = _Compiler(src, rest.policy, res, rest)
+        _compile(partial)
+        raise PolicyError(_sorted([*err.problems, *partial.problems])) from None
     c = _Compiler(src, policy, res)
-    catalog = c.catalog()
-    instances, _ = c.signals()
-    names: dict[str, int] = {}
-    decisions: list[CompiledDecision] = []
-    for i, d in enumerate(policy.decisions):
-        if d.name in names or d.name == policy.default.name:
-            c.err(("decisions", i, "name"), f"duplicate decision name {d.name!r}")
-        names.setdefault(d.name, i)
-        cd = c.decision(i, d, catalog)
-        if cd is not None:
-            decisions.append(cd)
-    default = c.decision(None, policy.default, catalog)
+    catalog, instances, decisions, default = _compile(c)
     if c.problems or default is None:
-        raise PolicyError(sorted(c.problems, key=lambda p: (p.line or 0, format_path(p.path))))
+        raise PolicyError(_sorted(c.problems))
     # Highest priority first; equal priorities keep file order (stable sort).
     decisions.sort(key=lambda d: -d.priority)
     pinned: dict[str, list[CatalogEntry]] = {}
@@ -299,3 +308,24 @@ def compile_policy(text: str, file: str, resources: Resources | None = None) -> 
         aliases=frozenset(policy.aliases),
         resources=res,
     )
+
+
+def _compile(
+    c: _Compiler,
+) -> tuple[
+    dict[str, CatalogEntry], dict[str, Signal], list[CompiledDecision], CompiledDecision | None
+]:
+    policy = c.policy
+    catalog = c.catalog()
+    instances, _ = c.signals()
+    names: dict[str, int] = {}
+    decisions: list[CompiledDecision] = []
+    for i, d in enumerate(policy.decisions):
+        if d.name in names or d.name == policy.default.name:
+            c.err(("decisions", i, "name"), f"duplicate decision name {d.name!r}")
+        names.setdefault(d.name, i)
+        cd = c.decision(i, d, catalog)
+        if cd is not None:
+            decisions.append(cd)
+    default = c.decision(None, policy.default, catalog)
+    return catalog, instances, decisions, default

@@ -181,8 +181,12 @@ default:
   objective: {method: target, target: 0.8}
 """
     got = problems(text)
-    # Schema errors come first (the plugin key), cross-references only once the schema holds.
-    assert got == ["p.yaml:17: decisions[0].plugins[1].teleport: unknown key"]
+    # The decision with a schema error is dropped from the cross-reference checks; the
+    # rest are still checked, so one run reports everything.
+    assert "p.yaml:17: decisions[0].plugins[1].teleport: unknown key" in got
+    assert not any(g.startswith(("p.yaml:13:", "p.yaml:16:")) for g in got)
+    assert "p.yaml:18: decisions[1].name: duplicate decision name 'a'" not in got
+    assert len(got) == 8
     got = problems(text.replace("      - teleport: {}\n", ""))
     expected = [
         "p.yaml:2: aliases[1]: alias 'small' is also a catalog name or model",
@@ -201,6 +205,30 @@ default:
     for e in expected:
         assert any(g.startswith(e) for g in got), (e, got)
     assert len(got) == len(expected)
+
+
+def test_schema_and_reference_errors_are_reported_together() -> None:
+    text = (
+        BASE
+        + """\
+  broken: {type: t_probe, colour: red}
+decisions:
+  - {name: a, when: {signal: probe.score, gt: 2}, candidates: [small],
+     objective: {method: linear, w: 0.5}}
+  - {name: b, when: {signal: broken.score, gt: 0.5}, candidates: [small, nope],
+     objective: {method: linear, w: 7}}
+  - {name: c, when: {signal: probe.score, gt: 0.5}, candidates: [gone],
+     objective: {method: linear, w: 0.5}}
+"""
+        + DEFAULT
+    )
+    got = problems(text.replace("  - {name: mid,", "  - {name: gone, cost: -1,"))
+    assert got == [
+        "p.yaml:6: catalog[1].cost: Input should be greater than or equal to 0",
+        "p.yaml:10: signals.broken.colour: unknown key",
+        "p.yaml:12: decisions[0].when.gt: can never be met: probe.score is in [0, 1]",
+        "p.yaml:15: decisions[1].objective.w: Input should be less than or equal to 1",
+    ]
 
 
 def test_budget_must_fit_the_family() -> None:
