@@ -22,7 +22,9 @@ from signals.encoders.artifact import ArtifactInfo, read_artifact, shipped_path
 from signals.encoders.base import Encoder
 
 DIGEST_BYTES = 16
-BATCH = 32
+# Texts per encode call: progress granularity only. The encoders compute each text on its
+# own (MiniLM unbatched, see minilm.py), so corpus vectors equal serving vectors exactly.
+BATCH = 64
 
 
 @lru_cache(maxsize=4)
@@ -121,8 +123,6 @@ def embed_corpus(
             out[i] = row
     if missing:
         enc, _ = _encoder(encoder, art_path.resolve())
-        # Similar lengths per batch keep MiniLM's padding small.
-        missing.sort(key=lambda i: len(texts[i]))
         with tqdm(
             total=len(missing), desc=f"embedding ({encoder})", unit="text", disable=not progress
         ) as bar:

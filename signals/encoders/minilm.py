@@ -36,7 +36,14 @@ class MiniLMEncoder:
 
     name = "minilm"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, batched: bool = False) -> None:
+        """``batched`` runs a call's texts as one padded batch instead of one by one.
+
+        Off by default: dynamic int8 quantization takes each activation's range over the
+        whole batch, padding included, so a text's vector would depend on its neighbours
+        (cosine to the unbatched vector down to 0.989 on routerdc prompts), and batching
+        measured no faster on this 2-core box (benchmarks/reports/encoder_latency.md).
+        """
         import onnxruntime as ort
 
         self.info: ArtifactInfo = read_artifact(path, "minilm")
@@ -63,6 +70,7 @@ class MiniLMEncoder:
         self.window = self.info.window
         self.dim: int = self.info.dim
         self.truncations = 0
+        self.batched = batched
 
     def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Windowed ids per text and whether each was cut, with [CLS]/[SEP]; counts truncations."""
@@ -88,6 +96,11 @@ class MiniLMEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), []
         ids, cuts = self.token_ids(texts)
+        if self.batched:
+            return self._run(ids), cuts
+        return np.concatenate([self._run([x]) for x in ids]), cuts
+
+    def _run(self, ids: list[list[int]]) -> np.ndarray:
         width = max(len(x) for x in ids)
         input_ids = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -98,4 +111,4 @@ class MiniLMEncoder:
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         (emb,) = self._session.run(["sentence_embedding"], feeds)
-        return np.ascontiguousarray(emb, dtype=np.float32), cuts
+        return np.ascontiguousarray(emb, dtype=np.float32)
