@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,52 @@ def test_p_from_a_difficulty_signal_is_reused() -> None:
     assert out.decision == "default" and out.choice.config == "big"
     assert res.router.predictions == 1  # by the signal; the engine reused its P
     assert out.explanation["p.mid"] == 0.7
+
+
+@pytest.mark.parametrize("api", list(ApiKind))
+def test_engine_rewrites_each_api_shape(api: ApiKind) -> None:
+    text = """\
+version: 1
+upstreams: [a]
+catalog:
+  - {name: claude, model: claude-x, upstream: a, family: anthropic, budget: 2048, cost: 1}
+  - {name: o4, model: o4-x, upstream: a, family: openai, budget: low, cost: 2}
+default:
+  candidates: [FAMILY]
+  objective: {method: linear, w: 0.5}
+  plugins:
+    - system_prompt: {text: Be brief., mode: replace}
+    - headers: {set: {x-route: r}}
+"""
+    family = "claude" if api is ApiKind.MESSAGES else "o4"
+    s = compile_policy(text.replace("FAMILY", family), "p.yaml", None)
+    bodies: dict[ApiKind, dict[str, Any]] = {
+        ApiKind.CHAT: {
+            "messages": [{"role": "system", "content": "old"}, {"role": "user", "content": "q"}]
+        },
+        ApiKind.RESPONSES: {"instructions": "old", "input": "q"},
+        ApiKind.MESSAGES: {
+            "system": "old",
+            "max_tokens": 512,
+            "messages": [{"role": "user", "content": "q"}],
+        },
+    }
+    body = {"model": "auto", **bodies[api]}
+    req = LLMRequest(api, "auto", (Message("user", PromptText("q")),), body=body)
+    out = decide_sync(s, req)
+    b = out.body
+    assert out.request_headers == {"x-route": "r"}
+    if api is ApiKind.CHAT:
+        assert b["model"] == "o4-x" and b["reasoning_effort"] == "low"
+        assert b["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "q"},
+        ]
+    elif api is ApiKind.RESPONSES:
+        assert b["model"] == "o4-x" and b["reasoning"] == {"effort": "low"}
+        assert b["instructions"] == "Be brief." and b["input"] == "q"
+    else:
+        assert b["model"] == "claude-x" and b["system"] == "Be brief."
+        assert b["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+        assert b["max_tokens"] == 2048 + 512
+    assert out.choice.budget == ("2048" if api is ApiKind.MESSAGES else "low")
