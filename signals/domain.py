@@ -105,9 +105,12 @@ def _check_encoder_hash(head: DomainHead) -> None:
 class DomainSignal:
     name: ClassVar[str] = "domain"
     fields: ClassVar[Mapping[str, type]] = {"label": str, "confidence": float}
+    # For policy validation: the values a field can take.
+    ranges: ClassVar[Mapping[str, tuple[float, float]]] = {"confidence": (0.0, 1.0)}
 
     def __init__(self, head: DomainHead) -> None:
         self.head = head
+        self.labels: Mapping[str, tuple[str, ...]] = {"label": head.labels}
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
         p = self.head.probs(ctx.embedding())[0]

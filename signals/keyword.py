@@ -141,6 +141,7 @@ class KeywordSignal:
 
     def __init__(self, lists: dict[str, _KeywordList], scope: str, max_chars: int) -> None:
         self.lists = lists
+        self.labels: Mapping[str, tuple[str, ...]] = {"matched": tuple(lists)}
         self.scope = scope
         self.max_chars = max_chars
 

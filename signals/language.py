@@ -60,8 +60,12 @@ def supported_languages() -> frozenset[str]:
 class LanguageSignal:
     name: ClassVar[str] = "language"
     fields: ClassVar[Mapping[str, type]] = {"code": str, "confidence": float}
+    # For policy validation: the values a field can take.
+    ranges: ClassVar[Mapping[str, tuple[float, float]]] = {"confidence": (0.0, 1.0)}
 
     def __init__(self, ident: Any, min_confidence: float, max_chars: int) -> None:
+        codes = {UNDETERMINED, *(_to_iso1(lab) for lab in ident.nb_classes)} - {_NO_LANGUAGE}
+        self.labels: Mapping[str, frozenset[str]] = {"code": frozenset(codes)}
         self.ident = ident
         self.min_confidence = min_confidence
         self.max_chars = max_chars

@@ -128,6 +128,10 @@ class LengthSignal:
         "tools": int,
         "estimated": bool,  # part of a very long input was extrapolated
     }
+    # For policy validation (thresholds that can never be met).
+    ranges: ClassVar[Mapping[str, tuple[float, float]]] = {
+        k: (0.0, math.inf) for k, t in fields.items() if t is int
+    }
 
     def __init__(self, counter: TokenCounter, params: Mapping[str, Any]) -> None:
         self.counter = counter

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from signals.base import Resources, SignalContext, Value, register
 from signals.pii.scan import DEFAULT_MIN_CONFIDENCE, DEFAULT_PHONE_REGIONS, PIIScanner
-from signals.pii.types import PATTERN_TYPES, Finding
+from signals.pii.types import PATTERN_TYPES, Finding, PIIType
 
 # Where the findings of one request are left for the redaction plugin, keyed by message
 # index, so it does not scan the same text again: ctx.scratch[SCRATCH_KEY][i] -> findings.
@@ -19,6 +19,8 @@ _SCOPES = ("all", "last_user")
 class PIISignal:
     name: ClassVar[str] = "pii"
     fields: ClassVar[Mapping[str, type]] = {"found": bool, "types": tuple, "count": int}
+    # For policy validation: the labels `types` can hold.
+    labels: ClassVar[Mapping[str, tuple[str, ...]]] = {"types": tuple(t.value for t in PIIType)}
 
     def __init__(self, scanner: PIIScanner, scope: str) -> None:
         self.scanner = scanner

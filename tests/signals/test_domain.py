@@ -113,6 +113,7 @@ def test_values_carry_no_prompt_text(sig: Any, embedder: RequestEmbedder) -> Non
     out = sig.compute(ctx("confidential merger plan for Acme", embedder))
     assert set(out) == set(sig.fields)
     assert out["label"] in LABELS and "Acme" not in repr(out)
+    assert tuple(sig.labels["label"]) == LABELS  # for policy validation of `in:` lists
     assert registered()["domain"][1] is make_domain
 
 

@@ -46,6 +46,7 @@ def test_fields_include_one_boolean_per_list(sig: Any) -> None:
     # A second configuration has its own fields; the first is not changed.
     other = make_keyword({"lists": {"x": {"literals": ["y"]}}}, Resources())
     assert set(other.fields) == {"matched", "x"} and "urgent" in sig.fields
+    assert tuple(sig.labels["matched"]) == tuple(LISTS)
 
 
 @pytest.mark.parametrize(

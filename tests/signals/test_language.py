@@ -81,6 +81,7 @@ def test_fields_and_registration(sig: Any) -> None:
     out = sig.compute(ctx(("user", "hello world, how are you")))
     assert set(out) == set(sig.fields)
     assert isinstance(out["code"], str) and isinstance(out["confidence"], float)
+    assert sig.labels["code"] == supported_languages() | {"und"}
     assert registered()["language"][1] is make_language
 
 

@@ -8,7 +8,16 @@ import logging
 import pytest
 
 from signals.base import Resources, SignalContext, registered
-from signals.pii import SCRATCH_KEY, Finding, PIIScanner, PIIType, detect_all, find_pii, make_pii
+from signals.pii import (
+    SCRATCH_KEY,
+    Finding,
+    PIIScanner,
+    PIISignal,
+    PIIType,
+    detect_all,
+    find_pii,
+    make_pii,
+)
 from signals.pii.names import ner_available
 from signals.request import ApiKind, LLMRequest, Message
 from signals.text import PromptText
@@ -188,10 +197,12 @@ def test_signal_last_user_scope_ignores_history() -> None:
 
 def test_signal_values_hold_no_prompt_text() -> None:
     sig = make_pii({}, Resources())
+    assert isinstance(sig, PIISignal)
     req = request(("user", "reach me at jane.doe@example.org"))
     out = sig.compute(SignalContext(req))
     assert "jane" not in repr(out)
     assert set(out) == set(sig.fields)
+    assert set(sig.labels["types"]) == {t.value for t in PIIType}
     for name, typ in sig.fields.items():
         assert isinstance(out[name], typ)
 
