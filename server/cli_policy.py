@@ -59,6 +59,12 @@ def check(
         n = len(e.problems)
         typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
         raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
+    from policies.loader import parse_yaml
+
+    lines = parse_yaml(text, label)
+    for name in snap.policy.signals:
+        if name not in snap.signals:  # declared, but no decision reads it: never computed
+            typer.echo(f"{lines.problem(('signals', name), 'warning: not used by any decision')}")
     typer.echo(
         f"{file}: ok ({len(snap.catalog)} configurations, {len(snap.decisions)} "
         f"decisions + default, signals: {', '.join(sorted(snap.signals)) or 'none'})"

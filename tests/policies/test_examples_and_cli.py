@@ -93,6 +93,21 @@ def test_cli_check_ok_and_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out)["title"] == "Policy"
 
 
+def test_cli_check_warns_about_unused_signals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "version: 1\nupstreams: [a]\ncatalog:\n  - {name: x, model: m, upstream: a}\n"
+        "signals:\n  language: {}\n"
+        "default:\n  candidates: [x]\n  objective: {method: linear, w: 0.5}\n"
+    )
+    assert main(["policy", "check", str(p), "--no-router"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{p}:6: signals.language: warning: not used by any decision"
+    assert out[1].endswith("ok (1 configurations, 0 decisions + default, signals: none)")
+
+
 def test_cli_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(
