@@ -26,9 +26,10 @@ def _threads() -> int:
         if n < 1:
             raise EncoderError(f"{THREADS_ENV} must be >= 1, got {n}")
         return n
-    # One 128-token pass is too small to split well over more than a couple of cores,
-    # and the gRPC loop needs a core of its own (see docs/encoders.md for the sweep).
-    return max(1, min(2, os.cpu_count() or 1))
+    # One thread: a 128-token pass splits poorly, concurrent requests use the cores better
+    # than one request split over them, and on the shared 2-core box a second thread was
+    # slower, not faster (benchmarks/reports/encoder_latency.md has the sweep).
+    return 1
 
 
 class MiniLMEncoder:
@@ -60,6 +61,8 @@ class MiniLMEncoder:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # Spinning worker threads burn the cores other requests and signals need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session: Any = ort.InferenceSession(
                 str(self.info.weights), sess_options=opts, providers=["CPUExecutionProvider"]
