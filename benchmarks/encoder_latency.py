@@ -180,6 +180,10 @@ def main() -> None:
     print(f"wrote {REPORTS / 'encoder_latency.md'}")
 
 
+def _window(w: dict[str, int]) -> str:
+    return f"{w['max_tokens']} tokens ({w['head']} head + {w['max_tokens'] - w['head']} tail)"
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -187,8 +191,12 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"{m['cpus']} CPUs, Python {m['python']}, load average {m['loadavg_start'][0]} at start"
         f" and {m['loadavg_end'][0]} at end (shared machine). {r['repeat']} runs per cell.",
-        f"Windows: MiniLM {r['windows']['minilm']} (+[CLS]/[SEP]), static"
-        f" {r['windows']['static']}; MiniLM intra-op threads {r['minilm_threads_default']}.",
+        f"Windows: MiniLM {_window(r['windows']['minilm'])} + [CLS]/[SEP], static"
+        f" {_window(r['windows']['static'])}; MiniLM intra-op threads"
+        f" {r['minilm_threads_default']}. Longer prompts cost MiniLM only their tokenization:"
+        " it never sees more than its window.",
+        "CPU p50 is the process's CPU time per call, the steadier figure when other jobs"
+        " share the cores (wall time then includes waiting for one).",
         "",
         "## Per-text latency, `encode([text])` (ms)",
         "",
@@ -198,16 +206,19 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for n in LENGTHS:
         a, b = r["per_text_latency"]["minilm"][str(n)], r["per_text_latency"]["static"][str(n)]
-        lines.append(f"| {n} | {a['p50_ms']} | {a['p99_ms']} | {b['p50_ms']} | {b['p99_ms']} |")
+        lines.append(
+            f"| {n} | {a['p50_ms']} | {a['p99_ms']} | {a['cpu_p50_ms']} | {b['p50_ms']} |"
+            f" {b['p99_ms']} | {b['cpu_p50_ms']} |"
+        )
     lines += [
         "",
         "## MiniLM intra-op threads, 128 tokens (ms)",
         "",
-        "| threads | p50 | p99 |",
-        "|---:|---:|---:|",
+        "| threads | p50 | p99 | CPU p50 (all threads) |",
+        "|---:|---:|---:|---:|",
     ]
     for th, s in r["minilm_threads_128_tokens"].items():
-        lines.append(f"| {th} | {s['p50_ms']} | {s['p99_ms']} |")
+        lines.append(f"| {th} | {s['p50_ms']} | {s['p99_ms']} | {s['cpu_p50_ms']} |")
     lines += [
         "",
         "## Throughput, one call with a batch of texts (~60-140 tokens each)",
