@@ -11,7 +11,7 @@ import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
 from signals.encoders.base import EncoderError
-from signals.encoders.tokenizer import load_tokenizer
+from signals.encoders.tokenizer import load_tokenizer, window_ids
 
 THREADS_ENV = "IRTGATE_ENCODER_THREADS"
 
@@ -77,18 +77,9 @@ class MiniLMEncoder:
 
     def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Windowed ids per text and whether each was cut, with [CLS]/[SEP]; counts truncations."""
-        clipped = [self.window.clip_chars(t) for t in texts]
-        encodings = self._tokenizer.encode_batch_fast(
-            [c[0] for c in clipped], add_special_tokens=False
-        )
-        out: list[list[int]] = []
-        cuts: list[bool] = []
-        for (_, char_cut), enc in zip(clipped, encodings, strict=True):
-            kept, cut = self.window.cut(enc.ids)
-            cuts.append(cut or char_cut)
-            out.append([self._cls, *kept, self._sep])
+        ids, cuts = window_ids(self._tokenizer, texts, self.window)
         self.truncations += sum(cuts)
-        return out, cuts
+        return [[self._cls, *x, self._sep] for x in ids], cuts
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode_counted(texts)[0]

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
+from signals.encoders.base import EncoderError
+from signals.encoders.tokenizer import window_ids
 
 
 class StaticEncoder:
@@ -25,7 +27,7 @@ class StaticEncoder:
         model = StaticModel.from_pretrained(path, normalize=True)
         if model.token_mapping is not None or model.weights is not None:
             # Those variants index embeddings indirectly; the artifacts built here never use them.
-            raise ValueError(f"{path}: vocabulary-quantized model2vec models are not supported")
+            raise EncoderError(f"{path}: vocabulary-quantized model2vec models are not supported")
         self._embedding: np.ndarray = model.embedding
         self._tokenizer = model.tokenizer
         self._tokenizer.no_truncation()
@@ -37,19 +39,9 @@ class StaticEncoder:
 
     def token_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Windowed ids per text and whether each was cut; counts truncations."""
-        clipped = [self.window.clip_chars(t) for t in texts]
-        encodings = self._tokenizer.encode_batch_fast(
-            [c[0] for c in clipped], add_special_tokens=False
-        )
-        out: list[list[int]] = []
-        cuts: list[bool] = []
-        for (_, char_cut), enc in zip(clipped, encodings, strict=True):
-            ids = [i for i in enc.ids if i != self._unk] if self._unk is not None else enc.ids
-            kept, cut = self.window.cut(ids)
-            cuts.append(cut or char_cut)
-            out.append(kept)
+        ids, cuts = window_ids(self._tokenizer, texts, self.window, drop=self._unk)
         self.truncations += sum(cuts)
-        return out, cuts
+        return ids, cuts
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode_counted(texts)[0]

@@ -88,6 +88,48 @@ def test_char_clip_only_touches_huge_text_and_keeps_both_ends() -> None:
     assert len(clipped) < 1_000
 
 
+VOCAB = [
+    *("the", "of", "and", "question", "answer", "café", "naïve", "Zürich", "résumé"),
+    *("東京", "北京大学", "こんにちは", "🚀", "x=3.14,", "(a+b)^2", "don't", "e-mail:"),
+    *("foo@bar.com", "https://example.com/a?b=c", "#tag", "@user", "12345", "Привет", "мир"),
+    *("antidisestablishmentarianism", "pneumonoultramicroscopic"),
+    "e\u0301",  # a combining accent
+    "tab\tsep",
+    "line\nbreak",
+    "x" * 150,  # longer than WordPiece's 100 characters: [UNK]
+]
+
+
+def random_text(rng: np.random.Generator, n_words: int) -> str:
+    seps = [" ", " ", " ", "\n", "  ", "\t", "", ", ", ". "]
+    return "".join(str(rng.choice(VOCAB)) + str(rng.choice(seps)) for _ in range(n_words))
+
+
+def test_piecewise_tokenization_equals_windowing_the_whole_text(encoder: Encoder) -> None:
+    from signals.encoders.tokenizer import window_ids
+
+    tok = encoder._tokenizer  # type: ignore[attr-defined]
+    drop = getattr(encoder, "_unk", None)
+    rng = np.random.default_rng(7)
+    texts = [random_text(rng, int(n)) for n in rng.integers(0, 400, size=200)]
+    texts += ["word " * 180, "東京" * 400, "x" * 900, "a " * 450 + "tail words here"]
+    for window in (TokenWindow(128, 16), TokenWindow(126, 0), TokenWindow(40, 40)):
+        got, cuts = window_ids(tok, texts, window, drop=drop)
+        piecewise = 0
+        for text, ids, cut in zip(texts, got, cuts, strict=True):
+            if len(text) > window.max_tokens * 24:
+                continue  # the character clip for huge texts applies (tested above)
+            piecewise += len(text) > window.max_tokens * 16  # long enough to be cut in pieces
+            full = [t for t in tok.encode(text, add_special_tokens=False).ids if t != drop]
+            assert (ids, cut) == window.cut(full)
+        assert piecewise >= 5
+
+
+def test_non_str_items_are_refused(encoder: Encoder) -> None:
+    with pytest.raises(TypeError, match="text 1 is NoneType"):
+        encoder.encode(["fine", None])  # type: ignore[list-item]
+
+
 # -- both encoders ------------------------------------------------------------------------
 
 
