@@ -141,7 +141,10 @@ class KNNRouter:
     def fit(self, X: np.ndarray, Y: np.ndarray, costs: np.ndarray | None = None) -> None:
         del costs
         Xu, Y = _unit(X), np.asarray(Y, dtype=np.float64)
-        self._prior = np.nan_to_num(np.nanmean(np.where(np.isnan(Y), np.nan, Y), axis=0), nan=0.5)
+        known = ~np.isnan(Y)
+        total = np.where(known, Y, 0.0).sum(axis=0)
+        # Fallback where no neighbour has a score: the configuration's overall mean.
+        self._prior = np.where(known.any(axis=0), total / np.maximum(known.sum(axis=0), 1), 0.5)
         if self.k is not None:
             self.chosen_k = self.k
         else:
