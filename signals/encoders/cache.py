@@ -25,6 +25,7 @@ DIGEST_BYTES = 16
 # Texts per encode call: progress granularity only. The encoders compute each text on its
 # own (MiniLM unbatched, see minilm.py), so corpus vectors equal serving vectors exactly.
 BATCH = 64
+CHECKPOINT_EVERY = 2048
 
 
 @lru_cache(maxsize=4)
@@ -121,16 +122,26 @@ def embed_corpus(
             missing.append(i)
         else:
             out[i] = row
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = f"partial-{corpus_key}"
     if missing:
         enc, _ = _encoder(encoder, art_path.resolve())
+        done = 0
         with tqdm(
             total=len(missing), desc=f"embedding ({encoder})", unit="text", disable=not progress
         ) as bar:
             for start in range(0, len(missing), BATCH):
                 idx = missing[start : start + BATCH]
                 out[idx] = enc.encode([texts[i] for i in idx])
+                done += len(idx)
                 bar.update(len(idx))
-    folder.mkdir(parents=True, exist_ok=True)
+                if done % CHECKPOINT_EVERY < BATCH and done < len(missing):
+                    # An interrupted run (MiniLM on a large corpus takes minutes) resumes
+                    # from here: later calls read this shard's rows like any other's.
+                    _save(folder / f"{partial}.keys.npy", digests[missing[:done]])
+                    _save(folder / f"{partial}.npy", out[missing[:done]])
     _save(folder / f"{corpus_key}.keys.npy", digests)
     _save(folder / f"{corpus_key}.npy", out)
+    for suffix in (".keys.npy", ".npy"):
+        (folder / f"{partial}{suffix}").unlink(missing_ok=True)
     return out

@@ -104,3 +104,26 @@ def test_bad_arguments(tmp_path: Path) -> None:
         cache.embed_corpus("static", "one text", cache_dir=tmp_path)
     with pytest.raises(EncoderError, match="unknown encoder"):
         cache.embed_corpus("nope", ["x"], cache_dir=tmp_path)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(
+    tmp_path: Path, counting: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "BATCH", 10)
+    monkeypatch.setattr(cache, "CHECKPOINT_EVERY", 40)
+    real_encode = counting.encode
+
+    def failing(texts: Sequence[str]) -> np.ndarray:
+        if counting.seen >= 100:
+            raise KeyboardInterrupt
+        return real_encode(texts)
+
+    monkeypatch.setattr(counting, "encode", failing)
+    with pytest.raises(KeyboardInterrupt):
+        cache.embed_corpus("static", TEXTS, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(counting, "encode", real_encode)
+    counting.seen = 0
+    out = cache.embed_corpus("static", TEXTS, cache_dir=tmp_path, progress=False)
+    assert counting.seen == len(TEXTS) - 80  # the checkpoint held the first 80
+    np.testing.assert_array_equal(out, counting.inner.encode(TEXTS))
+    assert not list(tmp_path.rglob("partial-*"))  # a finished run removes its checkpoint
