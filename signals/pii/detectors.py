@@ -66,6 +66,8 @@ def find_emails(text: str) -> Iterator[Finding]:
 # Each pattern starts with a character class and asserts what precedes it afterwards
 # (``\d(?<!x\d)``): sre can then skip ahead on the class, ~3x faster than a leading
 # lookbehind on prose.
+# Candidates not worth the matcher's time (it is ~0.1 ms a call): decimals and ISO dates.
+_NOT_PHONE = re.compile(r"\d+\.\d+|\d{4}-\d\d-\d\d")
 _PHONE_CANDIDATE = re.compile(r"[+(\d](?<![\w+][+(\d])[\d \t().\-/]{5,60}\d(?!\w)")
 
 
@@ -75,17 +77,22 @@ def find_phones(text: str, regions: Sequence[str]) -> Iterator[Finding]:
     leniency = phonenumbers.Leniency
     for cand in _PHONE_CANDIDATE.finditer(text):
         window = cand.group()
-        if sum(c.isdigit() for c in window) < 7:
+        if sum(c.isdigit() for c in window) < 7 or _NOT_PHONE.fullmatch(window):
             continue
+        if window.isdigit() and not _PHONE_CONTEXT.search(_before(text, cand.start(), 40)):
+            continue  # a bare digit run is an identifier or a constant unless called a phone
         seen: set[tuple[int, int]] = set()
         for region in regions:
+            found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency.VALID))
+            if not found:
+                continue  # most candidates (dates, amounts, ids): one matcher pass only
             # Numbers whose digit groups do not follow the country's plan ("2024-05-2025")
             # are kept only when a word like "phone" says so.
             strict = {
                 (m.start, m.end)
                 for m in phonenumbers.PhoneNumberMatcher(window, region, leniency.STRICT_GROUPING)
             }
-            for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency.VALID):
+            for pm in found:
                 start, end = cand.start() + pm.start, cand.start() + pm.end
                 if (start, end) in seen:
                     continue
@@ -216,6 +223,9 @@ def find_ssns(text: str) -> Iterator[Finding]:
 
 # Loose octets here; ``ipaddress`` rejects 999.1.1.1 and leading zeros.
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?!\w|\.\d)")
+# Every IPv6 address has two colons at most four hex digits apart; this literal-first hint
+# is ~5x faster to scan for than the full pattern, which then runs only in a window.
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w{1,16})?(?![\w:])")
 
 
@@ -235,9 +245,11 @@ def find_ips(text: str) -> Iterator[Finding]:
         else:
             conf = 0.9
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv4")
-    if text.count(":") < 2:
-        return
-    for m in _IPV6.finditer(text):
+    seen: set[int] = set()
+    for m in _ipv6_candidates(text):
+        if m.start() in seen:
+            continue
+        seen.add(m.start())
         raw = m.group().split("%", 1)[0]
         try:
             addr6 = ipaddress.IPv6Address(raw)
@@ -247,6 +259,19 @@ def find_ips(text: str) -> Iterator[Finding]:
             continue  # "a::b" is more likely code than an address
         conf = 0.7 if (addr6.is_private or addr6.is_loopback or addr6.is_link_local) else 0.9
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv6")
+
+
+def _ipv6_candidates(text: str) -> Iterator[re.Match[str]]:
+    pos = 0
+    for hint in _IPV6_HINT.finditer(text):
+        if hint.start() < pos:
+            continue  # inside the address just found
+        # An address starts at most 40 characters before any of its colons and is at most
+        # 56 long (39 + a zone id); the window leaves room for the lookarounds.
+        m = _IPV6.search(text, max(pos, hint.start() - 40), hint.end() + 100)
+        if m is not None and m.start() <= hint.start():
+            pos = m.end()
+            yield m
 
 
 def import_validators() -> Any:

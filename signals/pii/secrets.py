@@ -86,6 +86,33 @@ def _jwt_header_ok(segment: str) -> bool:
     return isinstance(header, dict) and ("alg" in header or "typ" in header)
 
 
+def _assignments(text: str) -> Iterator[re.Match[str]]:
+    """``_ASSIGNED`` matches, searched only in windows around its keywords: finding the
+    keywords with str.find is ~4x faster on long code than letting the regex try every
+    position (an alternation gives sre no prefix to skip on)."""
+    lowered = text.lower()
+    starts = sorted(
+        {i for h in _KEYWORD_HINTS for i in _occurrences(lowered, h)},
+    )
+    pos = 0
+    for i in starts:
+        if i < pos:
+            continue
+        # The longest keyword ("client secret") starts <= 13 chars before a hint, and a
+        # value ends <= 420 chars after it.
+        m = _ASSIGNED.search(text, max(0, i - 16), i + 440)
+        if m is not None and pos <= m.start() <= i + 8:
+            pos = m.end()
+            yield m
+
+
+def _occurrences(haystack: str, needle: str) -> Iterator[int]:
+    i = haystack.find(needle)
+    while i != -1:
+        yield i
+        i = haystack.find(needle, i + 1)
+
+
 def find_secrets(text: str) -> Iterator[Finding]:
     for kind, hints, pattern in _PREFIXED:
         if not any(h in text for h in hints):
@@ -103,10 +130,7 @@ def find_secrets(text: str) -> Iterator[Finding]:
     if "-----BEGIN" in text:
         for m in _PEM.finditer(text):
             yield Finding(PIIType.SECRET, m.start(), m.end(), 0.99, "private_key")
-    lowered = text.lower()
-    if not any(h in lowered for h in _KEYWORD_HINTS):
-        return
-    for m in _ASSIGNED.finditer(text):
+    for m in _assignments(text):
         val = m.group("val").rstrip(".:!?")
         if len(val) < 6 or _PLACEHOLDER.match(val) or "(" in val:
             continue

@@ -82,11 +82,16 @@ def test_near_misses_are_not_pii(text: str) -> None:
 
 
 def test_low_confidence_findings_are_kept_by_detect_all_only() -> None:
-    text = "paid 2025550143"  # a valid-looking bare digit run: probably an identifier
-    assert find_pii(text) == []
-    low = detect_all(text)
-    assert [f.type for f in low] == [PIIType.PHONE]
-    assert low[0].confidence < 0.5
+    for text in ("Order #202-555-0143", "Date range 2024-05-2025"):  # id context; odd grouping
+        assert find_pii(text) == []
+        low = detect_all(text)
+        assert [f.type for f in low] == [PIIType.PHONE]
+        assert low[0].confidence < 0.5
+
+
+def test_bare_digit_runs_are_phones_only_when_called_so() -> None:
+    assert detect_all("paid 2025550143") == []
+    assert kinds("my phone is 2025550143") == [("phone", "2025550143")]
 
 
 def test_findings_do_not_overlap_and_are_sorted() -> None:
