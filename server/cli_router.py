@@ -29,6 +29,9 @@ def train(
         list[int] | None, typer.Option("--hidden", help="hidden units to sweep (0 = linear)")
     ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    note: Annotated[
+        list[str] | None, typer.Option("--note", help="a note for the router card (repeatable)")
+    ] = None,
 ) -> None:
     """Train an IRT router on routing data files and write it to OUT."""
     from signals.irt.data import DataError
@@ -50,6 +53,7 @@ def train(
             base=IRTConfig(seed=seed),
             seed=seed,
             log=typer.echo,
+            notes=tuple(note or ()),
         )
     except (DataError, ValueError) as e:
         raise _fail(str(e)) from e
