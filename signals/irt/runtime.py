@@ -11,6 +11,7 @@ nothing on the CLI/server start path.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 DEFAULT_ROUTER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "routers" / "default"
 HEADS_FILE = "heads.onnx"
 CARD_FILE = "router.yaml"
+
+log = logging.getLogger(__name__)
 
 
 class RouterLoadError(ValueError):
@@ -160,8 +163,29 @@ class IRTRouter:
                 from signals.encoders.embedder import RequestEmbedder
                 from signals.encoders.load import load_encoder
 
-                self._embedder = RequestEmbedder(load_encoder(self.encoder_name))
+                encoder = load_encoder(self.encoder_name)
+                if not self.encoder_matches():
+                    # Not fatal: a re-exported encoder usually still embeds close enough,
+                    # but the router should be retrained; say so once, at load.
+                    log.warning(
+                        "router %s was trained with encoder %s fingerprint %s; the shipped "
+                        "encoder differs: retrain the router",
+                        self.directory.name,
+                        self.encoder_name,
+                        self.encoder_hash,
+                    )
+                self._embedder = RequestEmbedder(encoder)
             return self._embedder
+
+    def encoder_matches(self) -> bool:
+        """Whether the shipped encoder artifact is the one this router was trained with."""
+        from signals.encoders.artifact import read_artifact, shipped_path
+
+        try:
+            info = read_artifact(shipped_path(self.encoder_name), self.encoder_name)
+        except ValueError:
+            return False
+        return self.encoder_hash is None or info.fingerprint == self.encoder_hash
 
     def __repr__(self) -> str:
         return (

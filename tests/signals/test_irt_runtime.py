@@ -88,6 +88,8 @@ def test_shipped_default_router_loads_without_shared_data() -> None:
     for key in ("encoder", "configurations", "training", "hyperparameters", "metrics"):
         assert key in card
     assert card["encoder"]["hash"]
+    # The router was trained with the encoder artifact that ships beside it.
+    assert r.encoder_matches()
 
 
 def test_shipped_router_end_to_end_with_its_encoder() -> None:
