@@ -310,3 +310,15 @@ def test_loading_and_encoding_never_import_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_static_pooling_matches_model2vec_within_the_window() -> None:
+    from model2vec import StaticModel
+
+    from signals.encoders.artifact import shipped_path
+
+    ours = load_encoder("static")
+    theirs = StaticModel.from_pretrained(shipped_path("static"))
+    texts = ["hello world", "naïve café 東京 🚀 [UNK] " + "x" * 120, "What is d/dx of x^2?"]
+    # Same vectors: same table, tokenizer, [UNK] dropping and mean (model2vec sums in fp16).
+    np.testing.assert_allclose(ours.encode(texts), theirs.encode(texts), atol=1e-3)
