@@ -26,9 +26,9 @@ def _threads() -> int:
         if n < 1:
             raise EncoderError(f"{THREADS_ENV} must be >= 1, got {n}")
         return n
-    # One thread: a 128-token pass splits poorly, concurrent requests use the cores better
-    # than one request split over them, and on the shared 2-core box a second thread was
-    # slower, not faster (benchmarks/reports/encoder_latency.md has the sweep).
+    # One thread: a second one cut a 128-token pass from 9.4 to 8.0 ms but cost 35% more
+    # CPU, and gained nothing when other work shared the cores; concurrent requests use
+    # the cores better (benchmarks/reports/encoder_latency.md has the sweep).
     return 1
 
 
