@@ -8,9 +8,10 @@ category) plus the items of ``routerdc-7models`` whose benchmark implies a categ
 (GSM8K and MATH -> math; HumanEval, HumanEval-JS and MBPP -> computer science). Prompts are
 de-duplicated, then split by a hash of the prompt: 20% held out for the report, 10% for
 choosing the regularisation, the rest for fitting. The fitted model (standardisation folded
-in) is exported as a two-node ONNX graph, ``embedding -> logits -> probs``, with a card, to
-``signals/artifacts/domain/<encoder>/``. Needs scikit-learn and onnx (dev extra); the server
-needs neither.
+in) is exported as a small ONNX graph, ``embedding -> logits -> probs``, with a card, to
+``signals/artifacts/domain/<encoder>/``, and ``benchmarks/reports/domain_quality.{md,json}``
+is rewritten from every trained head's card. Needs scikit-learn and onnx (dev extra); serving
+needs only onnxruntime.
 """
 
 from __future__ import annotations
