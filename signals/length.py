@@ -12,9 +12,11 @@ multiplied by ``margin`` (default 1.15). Figures are in docs/signals.md.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,22 +79,58 @@ def load_tokenizer(path: Path) -> Any:
 
 
 class TokenCounter:
-    """A conservative estimate of an LLM's token count for a text (see module docstring)."""
+    """A conservative estimate of an LLM's token count for a text (see module docstring).
+
+    Counts of long texts are remembered by digest (never by content): agents resend the
+    whole system prompt and history on every turn, and tokenizing 200 KB again costs tens of
+    milliseconds. Short texts are cheaper to count than to look up.
+    """
+
+    MEMO_MIN_CHARS = 4096
+    MEMO_SIZE = 4096
 
     def __init__(self, tokenizer: Any, margin: float, exact_chars: int) -> None:
         self.tok = tokenizer
         self.margin = margin
         self.exact_chars = exact_chars
         self.unk_id = tokenizer.token_to_id("[UNK]")
+        self._memo: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def raw_many(self, texts: list[str]) -> tuple[list[float], bool]:
-        """Corrected counts before the margin, and whether any was extrapolated. One call
-        into the Rust tokenizer for all texts; offsets are computed only when a text has
-        unknown characters (rare), since they cost ~20% of the encode."""
+        """Corrected counts before the margin, and whether any was extrapolated."""
+        out: list[tuple[float, bool] | None] = [None] * len(texts)
+        keys: dict[int, bytes] = {}
+        todo: list[int] = []
+        for i, t in enumerate(texts):
+            if len(t) >= self.MEMO_MIN_CHARS:
+                keys[i] = hashlib.blake2b(
+                    t.encode("utf-8", "surrogatepass"), digest_size=16
+                ).digest()
+                with self._memo_lock:
+                    hit = self._memo.get(keys[i])
+                    if hit is not None:
+                        self._memo.move_to_end(keys[i])
+                out[i] = hit
+            if out[i] is None:
+                todo.append(i)
+        if todo:
+            for i, res in zip(todo, self._count([texts[i] for i in todo]), strict=True):
+                out[i] = res
+                if i in keys:
+                    with self._memo_lock:
+                        self._memo[keys[i]] = res
+                        if len(self._memo) > self.MEMO_SIZE:
+                            self._memo.popitem(last=False)
+        done = [r for r in out if r is not None]
+        return [n for n, _ in done], any(est for _, est in done)
+
+    def _count(self, texts: list[str]) -> list[tuple[float, bool]]:
+        """One call into the Rust tokenizer for all texts; offsets are computed only when a
+        text has unknown characters (rare), since they cost ~20% of the encode."""
         heads = [t[: self.exact_chars] for t in texts]
         encs = self.tok.encode_batch_fast(heads, add_special_tokens=False)
-        out: list[float] = []
-        estimated = False
+        out: list[tuple[float, bool]] = []
         for text, head, enc in zip(texts, heads, encs, strict=True):
             ids = enc.ids
             n = len(ids)
@@ -101,14 +139,13 @@ class TokenCounter:
                 for tid, (s, e) in zip(full.ids, full.offsets, strict=True):
                     if tid == self.unk_id:
                         n += len(head[s:e].encode()) - 1
-            n += sum(1 for _ in _WHITESPACE.finditer(head))
+            n += len(_WHITESPACE.findall(head))
             n += sum(math.ceil(len(m.group()) / 3) - 1 for m in _LONG_NUMBER.finditer(head))
             if head and len(head) < len(text):
-                estimated = True
-                out.append(n * len(text) / len(head))
+                out.append((n * len(text) / len(head), True))
             else:
-                out.append(float(n))
-        return out, estimated
+                out.append((float(n), False))
+        return out
 
     def count(self, text: str) -> int:
         return math.ceil(self.raw_many([text])[0][0] * self.margin)

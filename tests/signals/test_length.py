@@ -118,6 +118,25 @@ def test_very_long_input_is_extrapolated_not_truncated() -> None:
     assert short["estimated"] is False
 
 
+def test_long_texts_are_counted_once_and_remembered_by_digest() -> None:
+    sig = make_length(BARE, Resources())
+    assert isinstance(sig, LengthSignal)
+    history = "The same long system prompt, resent on every turn. " * 200  # > 4096 chars
+    calls: list[int] = []
+    count = sig.counter._count
+
+    def spy(texts: list[str]) -> list[tuple[float, bool]]:
+        calls.append(len(texts))
+        return count(texts)
+
+    sig.counter._count = spy  # type: ignore[method-assign]
+    first = run(sig, req(("system", history), ("user", "turn one")))
+    second = run(sig, req(("system", history), ("user", "turn two, a bit longer")))
+    assert calls == [3, 2]  # history tokenized once; short turns and tool schemas every time
+    assert first["system_tokens"] == second["system_tokens"] > 1000
+    assert all(isinstance(k, bytes) for k in sig.counter._memo)  # digests, not text
+
+
 def test_no_messages_and_no_user_turn(bare: Any) -> None:
     out = bare.compute(SignalContext(req()))
     assert out["tokens"] == 0 and out["messages"] == 0 and out["last_user_tokens"] == 0
