@@ -370,8 +370,10 @@ class IRTModel:
                     break
         self.params = best
         if cfg.knn_blend > 0 or cfg.knn_p_blend > 0:
-            self.train_embeddings = np.asarray(X, dtype=np.float32)
-            self.train_scores = np.asarray(Y, dtype=np.float32)
+            # Rounded to float16 here because the exported graph stores them so: numpy and
+            # ONNX then work on identical values (parity) and memory halves.
+            self.train_embeddings = np.asarray(X, dtype=np.float16).astype(np.float32)
+            self.train_scores = np.asarray(Y, dtype=np.float16).astype(np.float32)
         else:
             self.train_embeddings = self.train_scores = None
 

@@ -66,7 +66,6 @@ def test_route_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["route", "hi", "--cost-weight", "2"]) == 2
 
 
-@pytest.mark.slow
 def test_train_route_and_calibrate_on_a_small_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
