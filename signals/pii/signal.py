@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -22,9 +25,32 @@ class PIISignal:
     # For policy validation: the labels `types` can hold.
     labels: ClassVar[Mapping[str, tuple[str, ...]]] = {"types": tuple(t.value for t in PIIType)}
 
+    # Findings of long turns are remembered by digest (positions only, never text): agents
+    # resend the same history on every turn, and a 2 MB history takes ~0.5 s to scan.
+    MEMO_MIN_CHARS = 4096
+    MEMO_SIZE = 1024
+
     def __init__(self, scanner: PIIScanner, scope: str) -> None:
         self.scanner = scanner
         self.scope = scope
+        self._memo: OrderedDict[bytes, list[Finding]] = OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    def _scan(self, text: str) -> list[Finding]:
+        if len(text) < self.MEMO_MIN_CHARS:
+            return self.scanner.scan(text)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        found = self.scanner.scan(text)
+        with self._memo_lock:
+            self._memo[key] = found
+            if len(self._memo) > self.MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return found
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
         msgs = ctx.request.messages
@@ -35,7 +61,7 @@ class PIISignal:
             idx = list(range(len(msgs)))
         per_msg: dict[int, list[Finding]] = {}
         for i in idx:
-            found = self.scanner.scan(msgs[i].text)
+            found = self._scan(msgs[i].text.reveal())
             if found:
                 per_msg[i] = found
         ctx.scratch[SCRATCH_KEY] = per_msg

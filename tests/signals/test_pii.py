@@ -194,6 +194,25 @@ def test_signal_scans_every_turn_including_tool_results() -> None:
     assert not ctx.embedded  # no encoder pass for a pattern signal
 
 
+def test_signal_remembers_long_turns_by_digest() -> None:
+    sig = make_pii({}, Resources())
+    assert isinstance(sig, PIISignal)
+    history = "Meeting notes, nothing personal here. " * 150 + "Mail ops@example.com."
+    calls: list[int] = []
+    scan = sig.scanner.scan
+
+    def spy(text: str | PromptText) -> list[Finding]:
+        calls.append(len(text))
+        return scan(text)
+
+    sig.scanner.scan = spy  # type: ignore[method-assign]
+    a = sig.compute(SignalContext(request(("system", history), ("user", "hi"))))
+    b = sig.compute(SignalContext(request(("system", history), ("user", "hello"))))
+    assert a == b == {"found": True, "types": ("email",), "count": 1}
+    assert len([n for n in calls if n > 4096]) == 1  # the long turn was scanned once
+    assert all(isinstance(k, bytes) for k in sig._memo)
+
+
 def test_signal_last_user_scope_ignores_history() -> None:
     sig = make_pii({"scope": "last_user"}, Resources())
     req = request(("user", "my card is 4111 1111 1111 1111"), ("user", "never mind"))
