@@ -44,7 +44,7 @@ class PIISignal:
             hit = self._memo.get(key)
             if hit is not None:
                 self._memo.move_to_end(key)
-                return hit
+                return list(hit)  # callers may keep or extend their list
         found = self.scanner.scan(text)
         with self._memo_lock:
             self._memo[key] = found
