@@ -55,7 +55,7 @@ def train(
             log=typer.echo,
             notes=tuple(note or ()),
         )
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, RuntimeError) as e:
         raise _fail(str(e)) from e
 
 
@@ -121,7 +121,7 @@ def calibrate(
         res = calibrate_from_file(
             router, name, answers, budget=budget, out=out, cost=cost, log=typer.echo
         )
-    except (AdaptiveError, ValueError, FileNotFoundError) as e:
+    except (AdaptiveError, ValueError, FileNotFoundError, RuntimeError) as e:
         raise _fail(str(e)) from e
     typer.echo(
         f"{name}: {res.n_asked} questions, ability "

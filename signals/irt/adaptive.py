@@ -169,9 +169,15 @@ def add_configuration(
     src: Path, dst: Path, name: str, theta: np.ndarray, cost: float | None, extra: dict[str, Any]
 ) -> None:
     """Copy router ``src`` to ``dst`` with one more configuration of ability ``theta``."""
-    import onnx
     import yaml
-    from onnx import numpy_helper
+
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as e:
+        raise RuntimeError(
+            "writing the extended router needs the 'onnx' package: pip install 'irtgate[train]'"
+        ) from e
 
     from signals.irt.runtime import CARD_FILE, HEADS_FILE
 

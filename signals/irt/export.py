@@ -42,8 +42,13 @@ def difficulty_from(a: np.ndarray, b: np.ndarray, theta_mean: np.ndarray) -> np.
 
 def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
     """The ONNX ModelProto for ``model``'s heads (and warm-up, if any)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:  # serving needs only onnxruntime; exporting needs onnx
+        raise RuntimeError(
+            "exporting a router needs the 'onnx' package: pip install 'irtgate[train]'"
+        ) from e
 
     p = model._require()
     cfg = model.config
