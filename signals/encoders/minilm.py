@@ -26,9 +26,9 @@ def _threads() -> int:
         if n < 1:
             raise EncoderError(f"{THREADS_ENV} must be >= 1, got {n}")
         return n
-    # One thread: a second one cut a 128-token pass from 9.4 to 8.0 ms but cost 35% more
-    # CPU, and gained nothing when other work shared the cores; concurrent requests use
-    # the cores better (benchmarks/reports/encoder_latency.md has the sweep).
+    # One thread: a second one made a 128-token pass slower on the idle box (9.9 vs 9.2 ms)
+    # at 75% more CPU, and gained little or nothing under load; concurrent requests use the
+    # cores better (docs/encoders.md, benchmarks/reports/encoder_latency.md).
     return 1
 
 
