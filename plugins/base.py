@@ -53,6 +53,8 @@ class PluginState:
     set_headers: dict[str, str] = field(default_factory=dict)
     remove_headers: list[str] = field(default_factory=list)
     notes: dict[str, Value] = field(default_factory=dict)
+    # (PII type, action) -> findings acted on, for the gateway's metrics (labels only).
+    pii_findings: dict[tuple[str, str], int] = field(default_factory=dict)
     # Per-plugin private data for the span of one request (e.g. PII findings between the
     # two phases); keyed by the plugin's position so two instances never collide.
     scratch: dict[int, Any] = field(default_factory=dict)

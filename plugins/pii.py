@@ -92,6 +92,9 @@ class PiiPlugin(Plugin):
         state.scratch[slot] = counts
         if not counts:
             return
+        for t, n in counts.items():
+            key = (t, self.config.action)
+            state.pii_findings[key] = state.pii_findings.get(key, 0) + n
         types = ",".join(sorted(counts))
         state.notes["pii.types"] = types
         state.notes["pii.count"] = sum(counts.values())

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from plugins.base import PluginState
 from policies.compile import CompiledDecision, Snapshot
-from policies.outcome import Choice, Outcome
+from policies.outcome import Choice, DecisionTrace, Outcome
 from policies.spec import CatalogEntry, Objective
 from signals.base import SignalContext, Value
 from signals.errors import NO_CANDIDATE, UNKNOWN_MODEL
@@ -34,18 +35,22 @@ VALUE_LIMIT = 240  # characters per text value
 class _Signals:
     """Computes each referenced signal on first use; a failing signal counts as absent."""
 
-    def __init__(self, snap: Snapshot, ctx: SignalContext) -> None:
-        self.snap, self.ctx = snap, ctx
+    def __init__(self, snap: Snapshot, ctx: SignalContext, trace: DecisionTrace) -> None:
+        self.snap, self.ctx, self.trace = snap, ctx, trace
         self.values: dict[str, Mapping[str, Value] | None] = {}
 
     def __call__(self, name: str) -> Mapping[str, Value] | None:
         if name not in self.values:
+            sig = self.snap.signals[name]
+            started = time.perf_counter()
             try:
-                self.values[name] = self.snap.signals[name].compute(self.ctx)
+                self.values[name] = sig.compute(self.ctx)
             except Exception as e:
                 # Only the exception type: a message could quote the prompt.
                 log.warning("signal %s failed (%s); treated as absent", name, type(e).__name__)
                 self.values[name] = None
+            # By type, not instance name: a bounded label set whatever the policy says.
+            self.trace.signal_seconds.append((sig.name, time.perf_counter() - started))
         return self.values[name]
 
 
@@ -109,7 +114,9 @@ def _bounded(v: Value) -> Value:
     return v
 
 
-def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
+def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome:
+    """Decide one request; ``trace`` (if given) is filled in even when the request is refused."""
+    trace = trace if trace is not None else DecisionTrace()
     res = snap.resources
     router = res.router
     pinned: tuple[CatalogEntry, ...] | None = None
@@ -119,7 +126,7 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
             raise UNKNOWN_MODEL.with_message(f"unknown model {request.model[:64]!r}")
     embedder = res.embedder or (router.embedder() if router is not None else None)
     ctx = SignalContext(request, embedder=embedder)
-    sigs = _Signals(snap, ctx)
+    sigs = _Signals(snap, ctx, trace)
 
     matched: CompiledDecision = snap.default
     for d in snap.decisions:
@@ -140,7 +147,10 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         body=dict(request.body),
         candidates=list(pinned if pinned is not None else matched.candidates),
     )
-    matched.chain.before_select(state)
+    try:
+        matched.chain.before_select(state)
+    finally:  # a block or an empty candidate list still counts what was found
+        _trace_pii(trace, state.pii_findings, ctx)
     cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
 
     # P(correct) per candidate; the encoder runs only when it can change the choice.
@@ -167,6 +177,16 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
     state.choice = entry
     state.body["model"] = entry.model
     matched.chain.apply(state)
+    if need_p:
+        trace.p_correct = p[idx]
+    if not math.isnan(cost[idx]):
+        trace.cost = cost[idx]
+    # The baseline is the dearest of the decision's own candidates (before any plugin
+    # narrowed them): what the request would have cost without routing.
+    costs = (_entry_cost(e, router, tokens) for e in matched.candidates)
+    known = [c for c in costs if not math.isnan(c)]
+    if known:
+        trace.baseline_cost = max(known)
 
     expl: dict[str, Value] = {
         "policy": snap.digest,
@@ -216,6 +236,24 @@ def decide_sync(snap: Snapshot, request: LLMRequest) -> Outcome:
         remove_request_headers=tuple(state.remove_headers),
         explanation=expl,
     )
+
+
+def _trace_pii(
+    trace: DecisionTrace, acted: Mapping[tuple[str, str], int], ctx: SignalContext
+) -> None:
+    if acted:
+        trace.pii.update(acted)
+        return
+    # No pii plugin looked: report what the pii signal found, if it ran, as action "none".
+    from signals.pii import SCRATCH_KEY
+
+    per_msg = ctx.scratch.get(SCRATCH_KEY)
+    if not per_msg:
+        return
+    for found in per_msg.values():
+        for f in found:
+            key = (str(f.type.value), "none")
+            trace.pii[key] = trace.pii.get(key, 0) + 1
 
 
 def _describe(obj: Objective) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from signals.base import Value
 from signals.request import LLMRequest
@@ -42,3 +42,35 @@ class Outcome:
 
 class Decider(Protocol):
     async def decide(self, request: LLMRequest) -> Outcome: ...
+
+
+@dataclass
+class DecisionTrace:
+    """Content-free numbers about one decision, for the gateway's metrics.
+
+    A decider that supports it fills this in *as it goes*, so a request it refuses (PII
+    blocked, no candidate) still reports the signals it computed and what it found. Only
+    labels from fixed sets (signal types, PII types, plugin actions) and numbers go in.
+    """
+
+    # (signal type, seconds) per signal computed, in the order they ran. The first learned
+    # signal (difficulty or domain) also pays for the request's one encoder pass.
+    signal_seconds: list[tuple[str, float]] = field(default_factory=list)
+    # (PII type, action) -> findings; action is the pii plugin's (redact, block, restrict),
+    # or "none" when only the pii signal looked.
+    pii: dict[tuple[str, str], int] = field(default_factory=dict)
+    p_correct: float | None = None  # P(correct) of the choice, when the router ran
+    cost: float | None = None  # expected USD of the choice, when known
+    # Expected USD had the request gone to the dearest of the decision's candidates.
+    baseline_cost: float | None = None
+
+
+class TracingDecider(Protocol):
+    """A :class:`Decider` that can also fill in a :class:`DecisionTrace`.
+
+    The gateway checks ``accepts_trace`` (a class attribute set to True) before passing one.
+    """
+
+    accepts_trace: ClassVar[bool]
+
+    async def decide(self, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome: ...

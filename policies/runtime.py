@@ -13,12 +13,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from policies.compile import Snapshot, compile_policy, digest
 from policies.engine import decide_sync
 from policies.errors import PolicyError
 from policies.loader import load_source
-from policies.outcome import Outcome
+from policies.outcome import DecisionTrace, Outcome
 from signals.base import Resources
 from signals.request import LLMRequest
 
@@ -79,9 +80,11 @@ class PolicyRuntime:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    async def decide(self, request: LLMRequest) -> Outcome:
+    accepts_trace: ClassVar[bool] = True
+
+    async def decide(self, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome:
         snap = self._snapshot  # one snapshot for the whole request
-        return await asyncio.to_thread(decide_sync, snap, request)
+        return await asyncio.to_thread(decide_sync, snap, request, trace)
 
     def upstreams(self) -> tuple[str, ...]:
         return tuple(self._snapshot.policy.upstreams)

@@ -41,12 +41,16 @@ class Gateway:
         settings: Settings,
         decider: Decider,
         registry: CollectorRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``metrics``, if given, must have been created on ``registry`` (see :func:`build`)."""
         check_upstreams(settings, decider)
+        if metrics is not None and registry is None:
+            raise ValueError("pass the registry the metrics were created on")
         self.settings = settings
         self.decider = decider
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = Metrics.create(self.registry)
+        self.metrics = metrics if metrics is not None else Metrics.create(self.registry)
         self.core = GatewayCore(settings, decider, self.metrics)
         self.grpc_port = settings.grpc_port
         self.admin_port = settings.admin_port
@@ -133,11 +137,21 @@ async def wait_for_signal() -> None:
                 loop.remove_signal_handler(sig)
 
 
-async def serve(settings: Settings) -> None:
-    """``irtgate serve``: run until SIGINT/SIGTERM, then drain."""
+def build(settings: Settings, registry: CollectorRegistry | None = None) -> Gateway:
+    """The gateway with the decider ``settings`` ask for, wired to its metrics.
+
+    Loads everything heavy (policy, router, encoder) now, before anything listens.
+    """
     from server.deciders import load_decider
 
-    gateway = Gateway(settings, load_decider(settings))
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics.create(registry)
+    return Gateway(settings, load_decider(settings, metrics), registry, metrics)
+
+
+async def serve(settings: Settings) -> None:
+    """``irtgate serve``: run until SIGINT/SIGTERM, then drain."""
+    gateway = build(settings)
     await gateway.start()
     try:
         await wait_for_signal()

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from server.settings import DefaultChoice, FailMode, MiB, Settings, UnknownModelMode, Upstream
+from server.settings import (
+    DeciderKind,
+    DefaultChoice,
+    FailMode,
+    MiB,
+    Settings,
+    UnknownModelMode,
+    Upstream,
+)
 
 HostOpt = Annotated[str, typer.Option(help="Address every component binds to.")]
 GrpcPortOpt = Annotated[int, typer.Option(help="ext_proc + Decide + gRPC health port.")]
@@ -33,7 +41,20 @@ RouteOpt = Annotated[
     str | None,
     typer.Option(help="Static decision for routed requests: UPSTREAM/MODEL[@BUDGET]."),
 ]
-PolicyOpt = Annotated[Path | None, typer.Option(help="Routing policy YAML.")]
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(help="Routing policy YAML (default: the embedded policies/default.yaml)."),
+]
+StaticOpt = Annotated[
+    bool,
+    typer.Option(
+        "--static",
+        help="No policy: every routed request gets --route (implied by --route without --policy).",
+    ),
+]
+WatchOpt = Annotated[
+    bool, typer.Option("--watch/--no-watch", help="Reload the --policy file when it changes.")
+]
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
 
 
@@ -73,15 +94,23 @@ def build_settings(
     policy: Path | None,
     route: str | None = None,
     need_route: bool = True,
+    static: bool = False,
+    watch: bool = True,
 ) -> Settings:
     kwargs: dict[str, object] = {}
+    if static and policy is not None:
+        raise typer.BadParameter("--static and --policy exclude each other")
+    if route is not None and policy is not None:
+        raise typer.BadParameter("--route is the static decider's choice; --policy decides itself")
+    # A route without a policy asks for the static decider: that is what --route sets.
+    kwargs["decider"] = DeciderKind.STATIC if static or route is not None else DeciderKind.POLICY
     if upstream:
         ups = tuple(parse_upstream(s) for s in upstream)
         kwargs["upstreams"] = ups
         kwargs["default_upstream"] = default_upstream or ups[0].name
         if route is None:  # the demo default choice names a demo upstream
             target = next((u for u in ups if u.name == kwargs["default_upstream"]), ups[0])
-            if not target.models and need_route:
+            if not target.models and need_route and kwargs["decider"] is DeciderKind.STATIC:
                 raise typer.BadParameter(
                     "with --upstream, give --route UPSTREAM/MODEL[@BUDGET] or list a model "
                     "on the default upstream (NAME=HOST:PORT,model)"
@@ -105,6 +134,7 @@ def build_settings(
             fail_mode=fail_mode,
             message_timeout_s=message_timeout,
             policy_path=policy,
+            policy_watch=watch,
             **kwargs,  # type: ignore[arg-type]
         )
     except ValueError as e:
@@ -131,6 +161,8 @@ def register(app: typer.Typer) -> None:
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
+        static: StaticOpt = False,
+        watch: WatchOpt = True,
         log_level: LogOpt = "info",
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
@@ -152,6 +184,8 @@ def register(app: typer.Typer) -> None:
             default_upstream,
             policy,
             route,
+            static=static,
+            watch=watch,
         )
         _logging(log_level)
         _run_or_exit(run(settings))
@@ -172,6 +206,8 @@ def register(app: typer.Typer) -> None:
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
+        static: StaticOpt = False,
+        watch: WatchOpt = True,
         demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
         log_level: LogOpt = "warning",
     ) -> None:
@@ -194,6 +230,8 @@ def register(app: typer.Typer) -> None:
             default_upstream,
             policy,
             route,
+            static=static,
+            watch=watch,
         )
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()

@@ -14,9 +14,9 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
-from policies.outcome import Decider
+from policies.outcome import Decider, DecisionTrace, Outcome, TracingDecider
 from server.metrics import Metrics
 from server.parse import api_for_path, parse_request
 from server.settings import Settings, UnknownModelMode
@@ -30,12 +30,24 @@ log = logging.getLogger(__name__)
 # Values that may go into headers, metadata and metric labels: short, plain tokens.
 _SAFE: Final = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
 NONE_LABEL: Final = "none"
+REASON_LIMIT: Final = 200  # characters of the reason header
+WHY_LIMIT: Final = 256  # characters of the "why this decision matched" header
 
 
 def safe_label(value: str | None, fallback: str = "other") -> str:
     if value is None:
         return NONE_LABEL
     return value if _SAFE.fullmatch(value) else fallback
+
+
+def header_text(value: str, limit: int) -> str:
+    """Printable ASCII only (anything else becomes ``?``), at most ``limit`` characters.
+
+    For the explanation headers: their content is built from policy names and signal
+    labels, never prompt text, but a header must not break on a stray character either.
+    """
+    out = "".join(c if " " <= c <= "~" else "?" for c in value[:limit])
+    return out.strip()
 
 
 def is_json_content_type(value: str) -> bool:
@@ -60,15 +72,21 @@ class Verdict:
     set_headers: Mapping[str, str] = field(default_factory=dict)
     remove_headers: tuple[str, ...] = ()
     explanation: Mapping[str, Value] = field(default_factory=dict)
+    why: str = ""  # why the decision matched (signal values vs the policy's operands)
 
     def metadata(self) -> dict[str, str]:
-        """The dynamic metadata Envoy routes on (namespace ``irtgate``)."""
-        return {
+        """The dynamic metadata Envoy routes on and turns into ``x-irtgate-*`` headers."""
+        md = {
             "upstream": self.upstream,
             "model": self.model,
             "budget": self.budget,
             "decision": self.decision,
         }
+        # Empty values are left out: Envoy then adds no header for them.
+        for key, value in (("config", self.config), ("reason", self.reason), ("why", self.why)):
+            if value:
+                md[key] = value
+        return md
 
 
 class GatewayCore:
@@ -84,6 +102,8 @@ class GatewayCore:
         self._decider_models: Callable[[], Iterable[str]] | None = (
             known if callable(known) else None
         )
+        # Deciders that report signal timings, PII findings, P and cost (the policy runtime).
+        self._traced = getattr(decider, "accepts_trace", False) is True
 
     def routes(self, model: str) -> bool:
         """Whether ``model`` goes to the decider (else it is a concrete passthrough model)."""
@@ -148,8 +168,36 @@ class GatewayCore:
         return verdict
 
     async def _route(self, request: LLMRequest) -> Verdict:
-        outcome = await self.decider.decide(request)
+        if not self._traced:
+            return self._verdict(await self.decider.decide(request))
+        trace = DecisionTrace()
+        try:
+            outcome = await cast(TracingDecider, self.decider).decide(request, trace)
+        except ClientError:
+            self._count_trace(trace, None, None)  # what a refused request computed and found
+            raise
+        verdict = self._verdict(outcome)
+        self._count_trace(trace, verdict.decision, verdict.model)
+        return verdict
+
+    def _count_trace(self, trace: DecisionTrace, decision: str | None, model: str | None) -> None:
+        m = self.metrics
+        for signal, seconds in trace.signal_seconds:
+            m.signal_latency.labels(safe_label(signal)).observe(seconds)
+        for (kind, action), n in trace.pii.items():
+            m.pii_findings.labels(safe_label(kind), safe_label(action)).inc(n)
+        if decision is None or model is None:
+            return
+        if trace.p_correct is not None:
+            m.p_correct.labels(decision).observe(trace.p_correct)
+        if trace.cost is not None:
+            m.estimated_cost.labels(decision, model).inc(trace.cost)
+        if trace.baseline_cost is not None:
+            m.baseline_cost.labels(decision).inc(trace.baseline_cost)
+
+    def _verdict(self, outcome: Outcome) -> Verdict:
         choice = outcome.choice
+        why = outcome.explanation.get("decision.why")
         if choice.upstream not in {u.name for u in self.settings.upstreams}:
             raise RuntimeError("decider chose an upstream that is not configured")
         new_body = None
@@ -162,7 +210,8 @@ class GatewayCore:
             budget=safe_label(choice.budget),
             decision=safe_label(outcome.decision),
             config=safe_label(choice.config),
-            reason=outcome.reason[:200],
+            reason=header_text(outcome.reason, REASON_LIMIT),
+            why=header_text(why, WHY_LIMIT) if isinstance(why, str) else "",
             new_body=new_body,
             set_headers=dict(outcome.request_headers),
             remove_headers=tuple(outcome.remove_request_headers),

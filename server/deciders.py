@@ -1,16 +1,28 @@
 """The one place that turns settings into a :class:`~policies.outcome.Decider`.
 
-The gateway only ever calls :func:`load_decider`; which decider it gets (the static
-default, or the policy runtime) is decided here and nowhere else.
+The gateway only ever calls :func:`load_decider`; which decider it gets (the policy
+runtime, by default on the embedded ``policies/default.yaml``, or the static one) is
+decided here and nowhere else. Everything heavy (the IRT router, its encoder, the signal
+models a policy uses) is loaded here, once, before the gateway starts serving.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from policies.outcome import Decider
-from server.settings import Settings
+from server.metrics import Metrics
+from server.settings import DeciderKind, Settings
+from signals.base import Resources
+
+if TYPE_CHECKING:
+    from policies.runtime import PolicyRuntime
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_POLICY_LABEL = "embedded:policies/default.yaml"
 
 
 @runtime_checkable
@@ -20,18 +32,87 @@ class HasUpstreams(Protocol):
     def upstreams(self) -> Iterable[str]: ...
 
 
-def load_decider(settings: Settings) -> Decider:
-    if settings.policy_path is None:
+def load_decider(settings: Settings, metrics: Metrics | None = None) -> Decider:
+    """The decider ``settings`` ask for; raises ValueError (or PolicyError) at start-up.
+
+    ``metrics``: the gateway's metrics, for policy reloads, the policy in force and
+    encoder truncations. Without them nothing is counted (tools and some tests).
+    """
+    if settings.decider is DeciderKind.STATIC:
         from server.static_decider import StaticDecider
 
         decider: Decider = StaticDecider.from_settings(settings)
     else:
-        # The policy engine plugs in here (policies/runtime.py, PolicyRuntime).
-        raise NotImplementedError(
-            "policy files are not wired into the gateway yet; run without --policy"
-        )
+        decider = load_policy(settings, metrics)
     check_upstreams(settings, decider)
     return decider
+
+
+def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
+    from policies.runtime import PolicyRuntime
+
+    resources = policy_resources(metrics)
+    path = settings.policy_path
+    label = str(path) if path is not None else EMBEDDED_POLICY_LABEL
+    hook = _ReloadMetrics(metrics, label) if metrics is not None else None
+    runtime = PolicyRuntime.from_file(
+        path,
+        resources=resources,
+        # The embedded default is part of the install: nothing to watch.
+        watch=settings.policy_watch and path is not None,
+        on_reload=hook,
+    )
+    if hook is not None:
+        hook.runtime = runtime
+        hook("ok", None)  # the first load counts as one
+    aliases = set(runtime.aliases())
+    if not aliases & set(settings.aliases):
+        # Requests with the gateway's aliases would all be refused as unknown models.
+        log.warning(
+            "the policy's aliases %s share none with the gateway's %s",
+            sorted(aliases),
+            sorted(settings.aliases),
+        )
+    return runtime
+
+
+def policy_resources(metrics: Metrics | None) -> Resources:
+    """The default router and its encoder, loaded once; truncations counted in ``metrics``."""
+    from policies.runtime import default_resources
+
+    res = default_resources()
+    if metrics is None or res.router is None:
+        return res
+    from signals.encoders.embedder import RequestEmbedder
+
+    counter = metrics.encoder_truncations
+    shared = res.router.embedder()  # the router's own, loaded once
+    embedder = RequestEmbedder(shared.encoder, metrics_hook=lambda name: counter.labels(name).inc())
+    return Resources(embedder=embedder, router=res.router, extras=res.extras)
+
+
+class _ReloadMetrics:
+    """``on_reload`` for :class:`PolicyRuntime`: counts reloads, tracks the version in force."""
+
+    def __init__(self, metrics: Metrics, path: str) -> None:
+        self.metrics = metrics
+        self.path = path
+        self.runtime: PolicyRuntime | None = None
+        self._version: str | None = None
+
+    def __call__(self, outcome: str, error: str | None) -> None:
+        # Called from the watcher's worker thread; prometheus_client is thread-safe.
+        self.metrics.policy_reloads.labels(outcome).inc()
+        if outcome != "ok" or self.runtime is None:
+            return  # a broken edit: the version in force does not change
+        version = self.runtime.snapshot.digest
+        info = self.metrics.policy_info
+        info.labels(self.path, version).set(1)
+        # One series per process: the previous version's goes (new one first, so a scrape
+        # in between never sees none).
+        if self._version is not None and self._version != version:
+            info.remove(self.path, self._version)
+        self._version = version
 
 
 def check_upstreams(settings: Settings, decider: Decider) -> None:
@@ -41,7 +122,10 @@ def check_upstreams(settings: Settings, decider: Decider) -> None:
     known = {u.name for u in settings.upstreams}
     missing = sorted(set(decider.upstreams()) - known)
     if missing:
+        hint = ""
+        if settings.decider is DeciderKind.POLICY and settings.policy_path is None:
+            hint = "; the embedded default policy is for the demo upstreams: give --policy"
         raise ValueError(
             f"the decider routes to upstreams {missing} that are not configured "
-            f"(configured: {sorted(known)})"
+            f"(configured: {sorted(known)}){hint}"
         )

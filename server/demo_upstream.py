@@ -27,7 +27,30 @@ class DemoConfig:
     stream_interval_s: float = 0.2
 
 
+_TEXT_KEYS = ("system", "instructions", "messages", "input")
+_TEXT_LIMIT = 64  # strings echoed back; each cut to 2,000 characters
+
+
+def _texts(value: Any, out: list[str]) -> None:
+    """The text the upstream was given, in order (to show what a policy changed, e.g.
+    redaction): string leaves, except role and type tags."""
+    if len(out) >= _TEXT_LIMIT:
+        return
+    if isinstance(value, str):
+        out.append(value[:2000])
+    elif isinstance(value, list):
+        for item in value:
+            _texts(item, out)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ("role", "type", "id", "tool_call_id", "name"):
+                _texts(item, out)
+
+
 def _received(name: str, request: web.Request, raw: bytes, doc: dict[str, Any]) -> dict[str, Any]:
+    texts: list[str] = []
+    for key in _TEXT_KEYS:
+        _texts(doc.get(key), texts)
     return {
         "note": DEMO_NOTE,
         "upstream": name,
@@ -40,6 +63,8 @@ def _received(name: str, request: web.Request, raw: bytes, doc: dict[str, Any]) 
         "bytes_received": len(raw),
         # Names only: shows which x- headers made it upstream without echoing secrets.
         "x_headers": sorted(k.lower() for k in request.headers if k.lower().startswith("x-")),
+        # An echo server shows what it got; a real model would answer it.
+        "texts": texts,
     }
 
 

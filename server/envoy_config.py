@@ -33,6 +33,12 @@ RESPONSE_HEADERS: Final = {
     "x-irtgate-model": "model",
     "x-irtgate-budget": "budget",
     "x-irtgate-decision": "decision",
+    # The explanation: the catalog entry, a short reason and why the decision matched.
+    # Bounded and content-free (server/core.py: header_text); absent when irtgate did not
+    # decide, since Envoy adds no header for a missing metadata key.
+    "x-irtgate-config": "config",
+    "x-irtgate-reason": "reason",
+    "x-irtgate-why": "why",
 }
 ACCESS_LOG_FORMAT: Final = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)%" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% '

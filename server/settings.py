@@ -29,6 +29,13 @@ class FailMode(StrEnum):
     OPEN = "open"  # request continues unmodified to the default upstream
 
 
+class DeciderKind(StrEnum):
+    """Who decides for routed requests."""
+
+    POLICY = "policy"  # a policy file (``policy_path``; None = the embedded default policy)
+    STATIC = "static"  # every routed request gets ``default_choice`` (tests, smoke checks)
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """An OpenAI/Anthropic-compatible backend; becomes one Envoy cluster of the same name."""
@@ -80,7 +87,9 @@ class Settings:
     # and everything when irtgate is down in fail-open mode.
     default_upstream: str = "demo-small"
     default_choice: DefaultChoice = field(default_factory=DefaultChoice)
-    policy_path: Path | None = None
+    decider: DeciderKind = DeciderKind.POLICY
+    policy_path: Path | None = None  # None: policies/default.yaml (embedded)
+    policy_watch: bool = True  # reload the policy file when it changes
     drain_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -89,7 +98,8 @@ class Settings:
             raise ValueError(f"duplicate upstream names: {names}")
         if self.default_upstream not in names:
             raise ValueError(f"default_upstream {self.default_upstream!r} is not in {names}")
-        if self.default_choice.upstream not in names:
+        # Only the static decider uses the default choice.
+        if self.decider is DeciderKind.STATIC and self.default_choice.upstream not in names:
             raise ValueError(
                 f"the default choice's upstream {self.default_choice.upstream!r} is not in {names}"
             )
@@ -99,6 +109,8 @@ class Settings:
             raise ValueError("message_timeout_s must be positive")
         if not self.aliases:
             raise ValueError("at least one routing alias is needed")
+        if self.decider is DeciderKind.STATIC and self.policy_path is not None:
+            raise ValueError("a policy file and the static decider exclude each other")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -9,14 +9,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.app import Gateway, wait_for_signal
-from server.deciders import load_decider
+from server.app import build, wait_for_signal
 from server.demo_upstream import DemoConfig, DemoUpstream
 from server.envoy_config import render
 from server.envoy_process import EnvoyProcess
-from server.settings import Settings
+from server.settings import DeciderKind, Settings
 
 log = logging.getLogger(__name__)
+
+
+def describe_decider(settings: Settings) -> str:
+    if settings.decider is DeciderKind.STATIC:
+        d = settings.default_choice
+        return f"static ({d.upstream}/{d.model}" + (f"@{d.budget})" if d.budget else ")")
+    if settings.policy_path is None:
+        return "policy policies/default.yaml (embedded)"
+    watching = "hot reload on" if settings.policy_watch else "hot reload off"
+    return f"policy {settings.policy_path} ({watching})"
 
 
 def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
@@ -31,6 +40,7 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
             f"{u.name}={u.host}:{u.port}{' (demo echo)' if demo else ''}"
             for u in settings.upstreams
         ),
+        "  decider: " + describe_decider(settings),
         "try:",
         f"  curl -si {url}/v1/chat/completions -H 'content-type: application/json' \\",
         "    -d '" + json.dumps(sample, separators=(",", ":")) + "'",
@@ -39,7 +49,7 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
 
 
 async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> None:
-    decider = load_decider(settings)
+    gateway = build(settings)
     upstreams = (
         [
             DemoUpstream(DemoConfig(u.name, stream_interval_s=0.5), u.host, u.port)
@@ -48,7 +58,6 @@ async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> 
         if demo
         else []
     )
-    gateway = Gateway(settings, decider)
     envoy: EnvoyProcess | None = None
     workdir = Path(tempfile.mkdtemp(prefix="irtgate-up-"))
     try:

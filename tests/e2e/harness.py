@@ -40,11 +40,11 @@ from typing import Any, Literal, TypeVar
 from prometheus_client import CollectorRegistry
 
 from policies.outcome import Decider
-from server.app import Gateway
+from server.app import Gateway, build
 from server.demo_upstream import DemoConfig, DemoUpstream
 from server.envoy_config import EnvoyOptions, render
 from server.envoy_process import EnvoyProcess
-from server.settings import MiB, Settings
+from server.settings import DeciderKind, MiB, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 Processor = Literal["inprocess", "subprocess", "none"]
@@ -166,8 +166,14 @@ async def _stop_upstreams(stack: Stack) -> None:
 
 
 def stack_settings(**changes: Any) -> Settings:
-    """Default settings with every port 0 (to be bound by whoever starts the piece)."""
-    base = Settings(grpc_port=0, admin_port=0, envoy_port=0, envoy_admin_port=0)
+    """Default settings with every port 0 (to be bound by whoever starts the piece).
+
+    The decider is the static one unless ``decider=DeciderKind.POLICY`` (with or without a
+    ``policy_path``) is passed: most gateway tests want a decision they can predict.
+    """
+    base = Settings(
+        grpc_port=0, admin_port=0, envoy_port=0, envoy_admin_port=0, decider=DeciderKind.STATIC
+    )
     return base.replace(**changes) if changes else base
 
 
@@ -204,11 +210,8 @@ def start_stack(
         proc = None
         proc_log = None
         if processor == "inprocess":
-            if decider is None:
-                from server.deciders import load_decider
-
-                decider = load_decider(settings)
-            gateway = Gateway(settings, decider)
+            # Without a decider: the one the settings ask for, wired to the gateway's metrics.
+            gateway = build(settings) if decider is None else Gateway(settings, decider)
             loop.run(gateway.start())
             settings = settings.replace(grpc_port=gateway.grpc_port, admin_port=gateway.admin_port)
         elif processor == "subprocess":
@@ -271,10 +274,13 @@ def _start_serve(
         args += ["--alias", alias]
     for u in settings.upstreams:
         args += ["--upstream", f"{u.name}={u.host}:{u.port}" + "".join("," + m for m in u.models)]
-    d = settings.default_choice
-    args += ["--route", f"{d.upstream}/{d.model}" + (f"@{d.budget}" if d.budget else "")]
+    if settings.decider is DeciderKind.STATIC:
+        d = settings.default_choice
+        args += ["--route", f"{d.upstream}/{d.model}" + (f"@{d.budget}" if d.budget else "")]
     if settings.policy_path is not None:
         args += ["--policy", str(settings.policy_path)]
+    if not settings.policy_watch:
+        args += ["--no-watch"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = log_path.open("wb")
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

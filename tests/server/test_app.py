@@ -16,7 +16,7 @@ from proto import decide_pb2, decide_pb2_grpc
 from server.app import Gateway
 from server.decide_service import grpc_status
 from server.deciders import check_upstreams, load_decider
-from server.settings import Settings
+from server.settings import DeciderKind, Settings
 from server.static_decider import StaticDecider
 from signals import errors
 from signals.request import LLMRequest
@@ -83,7 +83,7 @@ def test_grpc_status_mapping() -> None:
 
 
 def test_load_decider_and_upstream_check() -> None:
-    s = Settings()
+    s = Settings(decider=DeciderKind.STATIC)
     decider = load_decider(s)
     assert isinstance(decider, StaticDecider)
     assert decider.choice.upstream == "demo-small"

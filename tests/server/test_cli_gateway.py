@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import typer
 import yaml
 
 from server.cli import main
 from server.cli_gateway import parse_upstream
-from server.settings import Upstream
+from server.settings import DeciderKind, Settings, Upstream
 
 
 def test_parse_upstream() -> None:
@@ -61,7 +63,12 @@ def test_parse_route_and_custom_upstreams() -> None:
     with pytest.raises(typer.BadParameter):
         parse_route("m-1@high")
 
-    def build(upstream: list[str], route: str | None) -> object:
+    def build(
+        upstream: list[str] | None,
+        route: str | None,
+        static: bool = True,
+        policy: Path | None = None,
+    ) -> Settings:
         return build_settings(
             "127.0.0.1",
             1,
@@ -75,15 +82,28 @@ def test_parse_route_and_custom_upstreams() -> None:
             5,
             upstream,
             None,
-            None,
+            policy,
             route,
+            static=static,
         )
 
     s = build(["a=127.0.0.1:1,ma", "b=127.0.0.1:2,mb"], None)
-    assert s.default_choice == DefaultChoice("ma", "a", None)  # type: ignore[attr-defined]
+    assert s.default_choice == DefaultChoice("ma", "a", None)
+    assert s.decider is DeciderKind.STATIC
     s = build(["a=127.0.0.1:1", "b=127.0.0.1:2,mb"], "b/mb@low")
-    assert s.default_choice == DefaultChoice("mb", "b", "low")  # type: ignore[attr-defined]
+    assert s.default_choice == DefaultChoice("mb", "b", "low")
     with pytest.raises(typer.BadParameter):
         build(["a=127.0.0.1:1"], None)  # nothing to route to
+    # Without --static or --route: the policy decides (the embedded default unless --policy).
+    s = build(None, None, static=False)
+    assert s.decider is DeciderKind.POLICY and s.policy_path is None
+    s = build(["a=127.0.0.1:1"], None, static=False, policy=Path("p.yaml"))
+    assert s.decider is DeciderKind.POLICY and s.policy_path == Path("p.yaml")
+    # --route alone means the static decider; with --policy it is a usage error.
+    assert build(None, "demo-large/x", static=False).decider is DeciderKind.STATIC
+    with pytest.raises(typer.BadParameter, match="--route"):
+        build(None, "demo-large/x", static=False, policy=Path("p.yaml"))
+    with pytest.raises(typer.BadParameter, match="--static"):
+        build(None, None, static=True, policy=Path("p.yaml"))
     with pytest.raises(typer.BadParameter):
         build(["a=127.0.0.1:1,ma"], "nowhere/m")

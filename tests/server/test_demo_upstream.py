@@ -30,6 +30,17 @@ async def test_echo_shapes(demo: str) -> None:
         assert r.json()["irtgate_demo"]["reasoning"] == {"effort": "low"}
         r = await c.post("/v1/messages", json={"model": "m", "thinking": {"type": "enabled"}})
         assert r.json()["type"] == "message"
+        # The text it was given comes back, in order, without role/type tags.
+        body = {
+            "model": "m",
+            "system": "sys",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "one"}]},
+                {"role": "assistant", "content": "two"},
+            ],
+        }
+        r = await c.post("/v1/messages", json=body)
+        assert r.json()["irtgate_demo"]["texts"] == ["sys", "one", "two"]
         r = await c.post("/v1/messages", content=b"[]")
         assert r.status_code == 400
 
