@@ -52,6 +52,10 @@ StaticOpt = Annotated[
         help="No policy: every routed request gets --route (implied by --route without --policy).",
     ),
 ]
+RouterOpt = Annotated[
+    Path | None,
+    typer.Option("--router", help="IRT router directory (default: the shipped default router)."),
+]
 WatchOpt = Annotated[
     bool, typer.Option("--watch/--no-watch", help="Reload the --policy file when it changes.")
 ]
@@ -96,6 +100,7 @@ def build_settings(
     need_route: bool = True,
     static: bool = False,
     watch: bool = True,
+    router: Path | None = None,
 ) -> Settings:
     kwargs: dict[str, object] = {}
     if static and policy is not None:
@@ -135,6 +140,7 @@ def build_settings(
             message_timeout_s=message_timeout,
             policy_path=policy,
             policy_watch=watch,
+            router_path=router,
             **kwargs,  # type: ignore[arg-type]
         )
     except ValueError as e:
@@ -163,6 +169,7 @@ def register(app: typer.Typer) -> None:
         route: RouteOpt = None,
         static: StaticOpt = False,
         watch: WatchOpt = True,
+        router: RouterOpt = None,
         log_level: LogOpt = "info",
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
@@ -186,6 +193,7 @@ def register(app: typer.Typer) -> None:
             route,
             static=static,
             watch=watch,
+            router=router,
         )
         _logging(log_level)
         _run_or_exit(run(settings))
@@ -208,6 +216,7 @@ def register(app: typer.Typer) -> None:
         route: RouteOpt = None,
         static: StaticOpt = False,
         watch: WatchOpt = True,
+        router: RouterOpt = None,
         demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
         log_level: LogOpt = "warning",
     ) -> None:
@@ -232,6 +241,7 @@ def register(app: typer.Typer) -> None:
             route,
             static=static,
             watch=watch,
+            router=router,
         )
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()

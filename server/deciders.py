@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from policies.outcome import Decider
@@ -51,7 +52,7 @@ def load_decider(settings: Settings, metrics: Metrics | None = None) -> Decider:
 def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
     from policies.runtime import PolicyRuntime
 
-    resources = policy_resources(metrics)
+    resources = policy_resources(metrics, settings.router_path)
     path = settings.policy_path
     label = str(path) if path is not None else EMBEDDED_POLICY_LABEL
     hook = _ReloadMetrics(metrics, label) if metrics is not None else None
@@ -76,11 +77,22 @@ def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
     return runtime
 
 
-def policy_resources(metrics: Metrics | None) -> Resources:
-    """The default router and its encoder, loaded once; truncations counted in ``metrics``."""
-    from policies.runtime import default_resources
+def policy_resources(metrics: Metrics | None, router_path: Path | None = None) -> Resources:
+    """The router (``router_path``, else the shipped default) and its encoder, loaded once.
 
-    res = default_resources()
+    Encoder truncations are counted in ``metrics``. A router directory that was asked for
+    and does not load is a start-up error; the shipped default may be missing (then P is
+    unknown and cost decides).
+    """
+    if router_path is None:
+        from policies.runtime import default_resources
+
+        res = default_resources()
+    else:
+        from signals.irt.runtime import IRTRouter
+
+        router = IRTRouter.load(router_path)
+        res = Resources(embedder=router.embedder(), router=router)
     if metrics is None or res.router is None:
         return res
     from signals.encoders.embedder import RequestEmbedder

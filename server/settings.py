@@ -90,6 +90,7 @@ class Settings:
     decider: DeciderKind = DeciderKind.POLICY
     policy_path: Path | None = None  # None: policies/default.yaml (embedded)
     policy_watch: bool = True  # reload the policy file when it changes
+    router_path: Path | None = None  # IRT router directory; None: the shipped default router
     drain_grace_s: float = 5.0
 
     def __post_init__(self) -> None:

@@ -281,6 +281,8 @@ def _start_serve(
         args += ["--policy", str(settings.policy_path)]
     if not settings.policy_watch:
         args += ["--no-watch"]
+    if settings.router_path is not None:
+        args += ["--router", str(settings.router_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = log_path.open("wb")
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
