@@ -142,7 +142,7 @@ class Metrics:
             ),
             baseline_cost=Counter(
                 "baseline_cost_usd",
-                "Expected cost (USD) had every request gone to the policy's baseline model.",
+                "Expected cost (USD) had every request gone to its decision's dearest candidate.",
                 ["decision"],
                 namespace=ns,
                 registry=registry,
