@@ -6,6 +6,11 @@
 2. ``routerbench-arc`` with its split and its costs: AIQ per method, the accuracy reached
    for <= 15% of GPT-4's cost, the cost to reach GPT-4's accuracy; RouteLLM's APGR/CPT on
    the (mistral-7b-chat, gpt-4) pair.
+3. "What we tried": variants of the IRT router (listwise weight, seed ensemble, kNN blend
+   chosen by CV, Platt calibration, an ensemble with the baselines, few-shot prompts
+   embedded from their question block), each retrained on the same splits, with the
+   per-benchmark hindsight ceiling and the AUC of P per configuration on ARC
+   (``--no-tried`` skips it; docs/router.md, "What we tried").
 
 Every method sees the same embeddings of the same prompts. Writes
 ``benchmarks/reports/router_quality.{json,md,png}`` (the PNG: the ARC accuracy-cost fronts)
