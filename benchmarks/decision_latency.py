@@ -240,16 +240,22 @@ def histogram(text: str, name: str, label: str, value: str) -> dict[str, Any]:
     }
 
 
-def served(policy: Path, router: Path | None, rounds: int, n: int) -> dict[str, Any]:
-    """The Envoy run for one router: added latency and irtgate's histograms."""
+def served(policy: Path | None, router: Path | None, rounds: int, n: int) -> dict[str, Any]:
+    """The Envoy run for one router: added latency and irtgate's histograms.
+
+    ``policy`` None: the static decider, i.e. the gateway's own cost for the same requests.
+    """
     from server.envoy_config import EnvoyOptions, render
     from server.envoy_process import EnvoyProcess
     from server.settings import DeciderKind
     from tests.e2e.harness import running_stack, stack_settings
 
-    settings = stack_settings(
-        decider=DeciderKind.POLICY, policy_path=policy, policy_watch=False, router_path=router
-    )
+    if policy is None:
+        settings = stack_settings()
+    else:
+        settings = stack_settings(
+            decider=DeciderKind.POLICY, policy_path=policy, policy_watch=False, router_path=router
+        )
     load_before = os.getloadavg()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -386,6 +392,8 @@ def run(quick: bool, minilm_router: Path | None) -> dict[str, Any]:
             print("building a stand-in minilm router ...", flush=True)
             routers["minilm"] = stand_in_minilm_router(Path(tmp) / "minilm-router")
             result["minilm_heads"] = "stand-in (random heads, same shape)"
+        print(f"static decider (no signals): {rounds} x {n} requests per target ...", flush=True)
+        result["no_signals"] = served(None, None, rounds, n)
         for encoder, router in routers.items():
             print(f"{encoder}: {rounds} x {n} sequential requests per target ...", flush=True)
             figs = served(policy, router, rounds, n)
@@ -414,16 +422,20 @@ def markdown(r: dict[str, Any]) -> str:
         "and the demo upstream share the machine, which other work was also using (load "
         "averages below). p50/p99: medians over rounds, ms.",
         "",
+        "The first row is the gateway alone (the static decider, no signals) on the same "
+        "requests: what is left of the added latency once the decision is free.",
+        "",
         "| encoder | Envoy p50 | Envoy p99 | +irtgate p50 | +irtgate p99 | **added p50** "
         "| **added p99** | load avg before / after |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for enc in ("static", "minilm"):
+    for enc in ("no_signals", "static", "minilm"):
         f = r[enc]
         b, i = f["envoy"], f["envoy+irtgate"]
         la = f["loadavg_1m"]
+        label = "none (static decider)" if enc == "no_signals" else enc
         lines.append(
-            f"| {enc} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {i['p50_ms']:.2f} | "
+            f"| {label} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {i['p50_ms']:.2f} | "
             f"{i['p99_ms']:.2f} | **{f['added_p50_ms']:.2f}** | **{f['added_p99_ms']:.2f}** | "
             f"{la['before']:.1f} / {la['after']:.1f} |"
         )

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from policies.compile import Snapshot, compile_policy, digest
 from policies.engine import decide_sync
-from policies.errors import PolicyError
+from policies.errors import PolicyError, Problem
 from policies.loader import load_source
 from policies.outcome import DecisionTrace, Outcome
 from signals.base import Resources
@@ -26,6 +26,9 @@ from signals.request import LLMRequest
 log = logging.getLogger(__name__)
 
 OnReload = Callable[[str, str | None], None]
+# Checks a compiled snapshot against things the policy cannot know (the gateway's
+# upstreams); returns a problem to refuse the reload with, or None.
+Accept = Callable[[Snapshot], str | None]
 
 
 def default_resources() -> Resources:
@@ -51,8 +54,10 @@ class PolicyRuntime:
         *,
         watch: bool,
         on_reload: OnReload | None,
+        accept: Accept | None = None,
     ) -> None:
         self.path = path
+        self._accept = accept
         self._snapshot = snapshot
         self._resources = resources
         self._watch = watch and path is not None
@@ -68,13 +73,16 @@ class PolicyRuntime:
         resources: Resources | None = None,
         watch: bool = True,
         on_reload: OnReload | None = None,
+        accept: Accept | None = None,
     ) -> PolicyRuntime:
         """Load and compile ``path`` (None: the embedded default). Raises PolicyError."""
         res = resources if resources is not None else default_resources()
         label, text = load_source(path)
         snap = compile_policy(text, label, res)
         log.info("policy %s loaded (%s)", label, snap.digest)
-        return cls(path, snap, res, watch=watch, on_reload=on_reload)
+        if accept is not None and (problem := accept(snap)) is not None:
+            raise PolicyError([Problem(label, None, (), problem)])
+        return cls(path, snap, res, watch=watch, on_reload=on_reload, accept=accept)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -104,6 +112,8 @@ class PolicyRuntime:
             if digest(text) == self._snapshot.digest:
                 return True  # touched or an unrelated event: nothing to rebuild
             snap = compile_policy(text, label, self._resources)
+            if self._accept is not None and (problem := self._accept(snap)) is not None:
+                raise PolicyError([Problem(label, None, (), problem)])
         except PolicyError as e:
             log.error("policy reload failed, keeping %s:\n%s", self._snapshot.digest, e)
             self._report("error", str(e))

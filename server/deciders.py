@@ -62,6 +62,8 @@ def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
         # The embedded default is part of the install: nothing to watch.
         watch=settings.policy_watch and path is not None,
         on_reload=hook,
+        # A reload that names an unknown upstream is refused like any broken edit.
+        accept=lambda snap: _unknown_upstreams(settings, snap.policy.upstreams),
     )
     if hook is not None:
         hook.runtime = runtime
@@ -131,13 +133,20 @@ def check_upstreams(settings: Settings, decider: Decider) -> None:
     """Fail at start-up, not per request, if the decider names an unknown upstream."""
     if not isinstance(decider, HasUpstreams):
         return
+    problem = _unknown_upstreams(settings, decider.upstreams())
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _unknown_upstreams(settings: Settings, upstreams: Iterable[str]) -> str | None:
     known = {u.name for u in settings.upstreams}
-    missing = sorted(set(decider.upstreams()) - known)
-    if missing:
-        hint = ""
-        if settings.decider is DeciderKind.POLICY and settings.policy_path is None:
-            hint = "; the embedded default policy is for the demo upstreams: give --policy"
-        raise ValueError(
-            f"the decider routes to upstreams {missing} that are not configured "
-            f"(configured: {sorted(known)}){hint}"
-        )
+    missing = sorted(set(upstreams) - known)
+    if not missing:
+        return None
+    hint = ""
+    if settings.decider is DeciderKind.POLICY and settings.policy_path is None:
+        hint = "; the embedded default policy is for the demo upstreams: give --policy"
+    return (
+        f"the decider routes to upstreams {missing} that are not configured "
+        f"(configured: {sorted(known)}){hint}"
+    )

@@ -105,6 +105,21 @@ def test_reloads_are_counted_and_the_version_in_force_follows(tmp_path: Path) ->
     assert sample(registry, "irtgate_policy_info", path=str(path), version=second) == 1
 
 
+def test_a_reload_naming_an_unknown_upstream_is_refused(tmp_path: Path) -> None:
+    path = write_policy(tmp_path / "p.yaml")
+    registry = CollectorRegistry()
+    runtime = load_decider(Settings(policy_path=path, policy_watch=False), Metrics.create(registry))
+    assert isinstance(runtime, PolicyRuntime)
+    before = runtime.snapshot.digest
+    # Valid on its own, but the gateway has no upstream "elsewhere".
+    text = POLICY.replace("DEFAULT_W", "0.5").replace("demo-large]", "elsewhere]")
+    path.write_text(text.replace("upstream: demo-large", "upstream: elsewhere"))
+    assert not runtime.reload()
+    assert runtime.snapshot.digest == before
+    assert set(runtime.upstreams()) == {"demo-small", "demo-large"}
+    assert sample(registry, "irtgate_policy_reloads_total", outcome="error") == 1
+
+
 async def test_per_request_metrics_from_the_trace(tmp_path: Path) -> None:
     s = Settings(policy_path=write_policy(tmp_path / "p.yaml"), policy_watch=False)
     registry = CollectorRegistry()
