@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from policies.compile import Snapshot
+from policies.outcome import DecisionTrace, Outcome
 from policies.runtime import PolicyRuntime
 from server.app import build
 from server.core import GatewayCore
@@ -17,7 +19,7 @@ from server.metrics import Metrics
 from server.settings import DeciderKind, Settings, Upstream
 from server.static_decider import StaticDecider
 from signals.errors import ClientError
-from signals.request import ApiKind
+from signals.request import ApiKind, LLMRequest
 
 POLICY = """\
 version: 1
@@ -103,6 +105,29 @@ def test_reloads_are_counted_and_the_version_in_force_follows(tmp_path: Path) ->
     assert runtime.snapshot.digest == second
     assert sample(registry, "irtgate_policy_reloads_total", outcome="error") == 1
     assert sample(registry, "irtgate_policy_info", path=str(path), version=second) == 1
+
+
+def test_each_policy_version_is_warmed_up_before_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import policies.runtime as runtime_module
+
+    seen: list[str] = []
+    from policies.engine import decide_sync as real  # what the runtime calls
+
+    def spy(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome:
+        seen.append(snap.digest)
+        return real(snap, request, trace)
+
+    monkeypatch.setattr(runtime_module, "decide_sync", spy)
+    path = write_policy(tmp_path / "p.yaml")
+    runtime = load_decider(Settings(policy_path=path, policy_watch=False))
+    assert isinstance(runtime, PolicyRuntime)
+    assert seen == [runtime.snapshot.digest]
+    write_policy(path, w=0.9)
+    assert runtime.reload()
+    # The new version was decided on once, before it was swapped in.
+    assert seen == [seen[0], runtime.snapshot.digest]
 
 
 def test_a_reload_naming_an_unknown_upstream_is_refused(tmp_path: Path) -> None:
