@@ -10,6 +10,7 @@ moves them instead of breaking the test; the fixture asserts the prompts stay fa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -307,3 +308,28 @@ def test_signal_metrics_are_exported(stack: Stack, client: httpx.Client) -> None
     assert 'irtgate_pii_findings_total{action="restrict",type="email"}' in text
     assert 'irtgate_pii_findings_total{action="redact",type="email"}' in text
     assert EMAIL not in text and "jane" not in text
+
+
+def test_decide_rpc_gives_the_full_explanation_without_content(stack: Stack) -> None:
+    import grpc
+
+    from proto import decide_pb2, decide_pb2_grpc
+
+    body = {"model": "auto", "messages": [{"role": "user", "content": PERSONAL}]}
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        stub = decide_pb2_grpc.DecideStub(channel)
+        got = stub.Decide(
+            decide_pb2.DecideRequest(path=CHAT, body=json.dumps(body).encode()), timeout=10
+        )
+    assert (got.decision, got.config, got.upstream) == ("personal", "small", "local")
+    expl = dict(got.explanation)
+    assert expl["signal.pii.types"] == "email"
+    assert expl["plugin.pii.action"] == "redact"
+    assert expl["plugin.pii.types"] == "email"
+    # restrict left only the local candidate, so that is the only one costed.
+    assert "cost.small" in expl and "cost.large" not in expl
+    assert expl["decision.why"] == "pii.found=True eq True: yes"
+    assert all(EMAIL not in v and "jane" not in v for v in expl.values())
+    # The body it would send upstream is the redacted one.
+    sent = json.loads(got.body)
+    assert sent["messages"][0]["content"] == PERSONAL.replace(EMAIL, "[EMAIL]")
