@@ -41,7 +41,10 @@ def warm_up(snap: Snapshot) -> None:
     outcome, and a refusal the policy may well answer it with, are dropped.
     """
     text = "Warm-up: what is the boiling point of water at sea level, in degrees Celsius?"
-    alias = min(snap.aliases)
+    names = sorted(snap.aliases) or sorted(snap.pinned)
+    if not names:
+        return
+    alias = names[0]
     body = {"model": alias, "messages": [{"role": "user", "content": text}]}
     request = LLMRequest(ApiKind.CHAT, alias, (Message("user", PromptText(text)),), body=body)
     try:
