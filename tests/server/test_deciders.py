@@ -211,3 +211,21 @@ async def test_the_watcher_runs_with_the_gateway(tmp_path: Path) -> None:
     write_policy(path, w=0.1)
     await asyncio.sleep(0.5)
     assert runtime.snapshot.digest == after
+
+
+def test_findings_of_the_pii_signal_alone_are_reported_as_action_none() -> None:
+    from policies.compile import compile_policy
+    from policies.engine import decide_sync
+    from server.parse import parse_request
+    from signals.base import Resources
+
+    # Without a router, one candidate per decision: nothing to weigh.
+    text = POLICY.replace("DEFAULT_W", "0.5").replace('["*"]', "[small]")
+    text = text.replace("    plugins:\n      - pii: {action: block, types: [payment_card]}\n", "")
+    snap = compile_policy(text, "p.yaml", Resources())
+    trace = DecisionTrace()
+    request = parse_request(ApiKind.CHAT, body("card 4111 1111 1111 1111 and 4012888888881881"))
+    outcome = decide_sync(snap, request, trace)
+    assert outcome.decision == "cards"  # no plugin: nothing blocked, nothing acted
+    assert trace.pii == {("payment_card", "none"): 2}
+    assert [name for name, _ in trace.signal_seconds] == ["pii"]
