@@ -100,3 +100,17 @@ def test_fields_and_registration(sig: Any) -> None:
 def test_factory_rejects_bad_params(params: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         make_language(params, Resources())
+
+
+def test_feature_table_is_row_major_and_scores_unchanged() -> None:
+    """Rows are gathered per feature: the table is kept row-major (speed), same scores."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from signals.language import _load
+
+    ident = _load(None)
+    assert ident.nb_ptc.flags.c_contiguous
+    ref = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    ref.set_languages(list(ident.nb_classes))
+    for text in ("Wie spät ist es heute in Berlin?", "The quick brown fox " * 30, "42 + 17"):
+        assert ident.rank(text) == ref.rank(text)
