@@ -69,8 +69,10 @@ def _received(name: str, request: web.Request, raw: bytes, doc: dict[str, Any]) 
 
 
 def _text(info: dict[str, Any]) -> str:
+    effort = info["reasoning_effort"]
     return (
-        f"[{info['upstream']}] model={info['model']} reasoning_effort={info['reasoning_effort']} "
+        f"[{info['upstream']}] model={info['model']} "
+        f"reasoning_effort={'null' if effort is None else effort} "
         f"reasoning={json.dumps(info['reasoning'])} thinking={json.dumps(info['thinking'])}"
     )
 
