@@ -22,9 +22,25 @@ Value = float | int | bool | str | tuple[str, ...]
 
 
 class EmbeddingSource(Protocol):
-    """Computes the request's embedding. Implemented by the encoder layer."""
+    """Computes the request's embedding. Implemented by the encoder layer.
+
+    An embedder may also offer ``embed_request_reusing(request, tokens: TokenIds)``, which
+    the context calls instead when a signal has already tokenized the request's texts.
+    """
 
     def embed_request(self, request: LLMRequest) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenIds:
+    """Token ids (no special tokens) of whole texts, all from one ``tokenizer``, by text.
+
+    The length signal leaves these in the context so that the encoder can take its window
+    from them instead of tokenizing the same text again.
+    """
+
+    tokenizer: Any
+    by_text: Mapping[str, list[int]]
 
 
 @dataclass
@@ -37,12 +53,22 @@ class SignalContext:
     # Values other signals already produced, so a signal may build on another (e.g. the
     # domain head and the IRT heads both read the same embedding).
     scratch: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    # Whole-text token ids a signal already computed (see TokenIds), for the encoder.
+    tokens: TokenIds | None = field(default=None, init=False, repr=False)
 
     def embedding(self) -> np.ndarray:
         if self._embedding is None:
             if self.embedder is None:
                 raise RuntimeError("this signal needs an encoder, but none is configured")
-            self._embedding = self.embedder.embed_request(self.request)
+            reuse = (
+                getattr(self.embedder, "embed_request_reusing", None)
+                if self.tokens is not None
+                else None
+            )
+            if reuse is not None:
+                self._embedding = reuse(self.request, self.tokens)
+            else:
+                self._embedding = self.embedder.embed_request(self.request)
         return self._embedding
 
     @property

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from signals.base import Resources, SignalContext, Value, register
+from signals.base import Resources, SignalContext, TokenIds, Value, register
 from signals.request import LLMRequest
 
 _SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
@@ -97,8 +97,14 @@ class TokenCounter:
         self._memo: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
         self._memo_lock = threading.Lock()
 
-    def raw_many(self, texts: list[str]) -> tuple[list[float], bool]:
-        """Corrected counts before the margin, and whether any was extrapolated."""
+    def raw_many(
+        self, texts: list[str], ids_out: dict[str, list[int]] | None = None
+    ) -> tuple[list[float], bool]:
+        """Corrected counts before the margin, and whether any was extrapolated.
+
+        ``ids_out`` receives the token ids of each text tokenized here in full (not a
+        remembered or extrapolated one), for the encoder to reuse.
+        """
         out: list[tuple[float, bool] | None] = [None] * len(texts)
         keys: dict[int, bytes] = {}
         todo: list[int] = []
@@ -115,7 +121,8 @@ class TokenCounter:
             if out[i] is None:
                 todo.append(i)
         if todo:
-            for i, res in zip(todo, self._count([texts[i] for i in todo]), strict=True):
+            counted = self._count([texts[i] for i in todo], ids_out)
+            for i, res in zip(todo, counted, strict=True):
                 out[i] = res
                 if i in keys:
                     with self._memo_lock:
@@ -125,7 +132,9 @@ class TokenCounter:
         done = [r for r in out if r is not None]
         return [n for n, _ in done], any(est for _, est in done)
 
-    def _count(self, texts: list[str]) -> list[tuple[float, bool]]:
+    def _count(
+        self, texts: list[str], ids_out: dict[str, list[int]] | None = None
+    ) -> list[tuple[float, bool]]:
         """One call into the Rust tokenizer for all texts; offsets are computed only when a
         text has unknown characters (rare), since they cost ~20% of the encode."""
         heads = [t[: self.exact_chars] for t in texts]
@@ -134,6 +143,8 @@ class TokenCounter:
         for text, head, enc in zip(texts, heads, encs, strict=True):
             ids = enc.ids
             n = len(ids)
+            if ids_out is not None and len(head) == len(text):
+                ids_out[text] = ids
             if self.unk_id is not None and self.unk_id in ids:
                 full = self.tok.encode(head, add_special_tokens=False)
                 for tid, (s, e) in zip(full.ids, full.offsets, strict=True):
@@ -180,7 +191,10 @@ class LengthSignal:
         req: LLMRequest = ctx.request
         c = self.counter
         texts = [m.text.reveal() for m in req.messages]
-        counts, estimated = c.raw_many([*texts, req.tools_json])
+        ids: dict[str, list[int]] = {}
+        counts, estimated = c.raw_many([*texts, req.tools_json], ids)
+        if ids:  # the encoder takes its window from these instead of tokenizing again
+            ctx.tokens = TokenIds(c.tok, ids)
         tools = counts.pop()
         raw_total = sum(counts)
         system = sum(n for n, m in zip(counts, req.messages, strict=True) if m.role in _SYSTEM)

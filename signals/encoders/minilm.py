@@ -11,7 +11,7 @@ import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
 from signals.encoders.base import EncoderError
-from signals.encoders.tokenizer import load_tokenizer, window_ids
+from signals.encoders.tokenizer import id_map, load_tokenizer, window_from_ids, window_ids
 
 THREADS_ENV = "IRTGATE_ENCODER_THREADS"
 
@@ -93,6 +93,22 @@ class MiniLMEncoder:
         if self.batched:
             return self._run(ids), cuts
         return np.concatenate([self._run([x]) for x in ids]), cuts
+
+    def encode_reusing(
+        self, text: str, tokenizer: Any, ids: Sequence[int]
+    ) -> tuple[np.ndarray, bool] | None:
+        """``encode_counted([text])`` from the ids another ``tokenizer`` gave for the whole
+        ``text`` (the length signal's), without tokenizing again; None when the result could
+        differ (see :func:`~signals.encoders.tokenizer.window_from_ids`)."""
+        m = id_map(tokenizer, self._tokenizer)
+        if m is None:
+            return None
+        got = window_from_ids(text, ids, m, self.window, None)
+        if got is None:
+            return None
+        kept, cut = got
+        self.truncations += cut
+        return self._run([[self._cls, *kept.tolist(), self._sep]]), cut
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         width = max(len(x) for x in ids)

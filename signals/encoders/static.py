@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
 from signals.encoders.base import EncoderError
-from signals.encoders.tokenizer import load_tokenizer, window_ids
+from signals.encoders.tokenizer import id_map, load_tokenizer, window_from_ids, window_ids
 
 
 class StaticEncoder:
@@ -75,11 +76,30 @@ class StaticEncoder:
     def encode_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not a single str")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         ids_per_text, cuts = self.token_ids(texts)
+        return self._pool(ids_per_text), cuts
+
+    def encode_reusing(
+        self, text: str, tokenizer: Any, ids: Sequence[int]
+    ) -> tuple[np.ndarray, bool] | None:
+        """``encode_counted([text])`` from the ids another ``tokenizer`` gave for the whole
+        ``text`` (the length signal's), without tokenizing again; None when the result could
+        differ (see :func:`~signals.encoders.tokenizer.window_from_ids`)."""
+        m = id_map(tokenizer, self._tokenizer)
+        if m is None:
+            return None
+        got = window_from_ids(text, ids, m, self.window, self._unk)
+        if got is None:
+            return None
+        kept, cut = got
+        self.truncations += cut
+        return self._pool([kept]), cut
+
+    def _pool(self, ids_per_text: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(ids_per_text), self.dim), dtype=np.float32)
         for row, ids in enumerate(ids_per_text):
-            if ids:
+            if len(ids):
                 out[row] = self._embedding[ids].mean(axis=0, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
-        return out, cuts
+        return out

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from signals.encoders.base import EncoderError
-from signals.encoders.window import TokenWindow
+from signals.encoders.window import _CHARS_PER_TOKEN_BOUND, TokenWindow
 
 
 def load_tokenizer(path: Path) -> Any:
@@ -115,3 +119,98 @@ def window_ids(
 def _ids(encoding: Any, drop: int | None) -> list[int]:
     ids: list[int] = encoding.ids
     return [t for t in ids if t != drop] if drop is not None else ids
+
+
+# -- reusing another signal's token ids -------------------------------------------------------
+#
+# The length signal tokenizes every message in full with the MiniLM WordPiece tokenizer. The
+# encoders' tokenizers are the same WordPiece (static: model2vec's copy, with the [unused*]
+# pieces removed and the ids renumbered), so an encoder can take its window from those ids
+# instead of tokenizing the text again.
+
+_maps_lock = threading.Lock()
+# id(source tokenizer) -> (source, target, map); the source is held so the id stays unique.
+_maps: dict[tuple[int, int], tuple[Any, Any, np.ndarray | None]] = {}
+
+
+def id_map(source: Any, target: Any) -> np.ndarray | None:
+    """Target id per source id (-1: this source token means "tokenize again"), or None when
+    the two tokenizers can split a text differently.
+
+    Compatible means: the same normalizer and BERT pre-tokenizer, both WordPiece with the
+    same unknown token, sub-word prefix and word length limit, every target piece also in
+    the source vocabulary, and every source piece the target lacks either one of the
+    source's added tokens (matched in the raw text, so mapped to -1) or a bracketed one
+    like ``[unused0]`` that the pre-tokenizer cannot produce (it splits brackets off).
+    Then WordPiece's longest-match splits every word alike in both.
+    """
+    key = (id(source), id(target))
+    with _maps_lock:
+        hit = _maps.get(key)
+        if hit is not None and hit[0] is source and hit[1] is target:
+            return hit[2]
+    m = _build_map(source, target)
+    with _maps_lock:
+        _maps[key] = (source, target, m)
+    return m
+
+
+def _build_map(source: Any, target: Any) -> np.ndarray | None:
+    if source is target:
+        return np.arange(source.get_vocab_size(with_added_tokens=True), dtype=np.int64)
+    a, b = json.loads(source.to_str()), json.loads(target.to_str())
+    if a.get("normalizer") != b.get("normalizer") or a.get("pre_tokenizer") != b.get(
+        "pre_tokenizer"
+    ):
+        return None
+    if (b.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
+        return None
+    ma, mb = a.get("model") or {}, b.get("model") or {}
+    if ma.get("type") != "WordPiece" or mb.get("type") != "WordPiece":
+        return None
+    for k in ("unk_token", "continuing_subword_prefix", "max_input_chars_per_word"):
+        if ma.get(k) != mb.get(k):
+            return None
+    added_a = {t["content"] for t in a.get("added_tokens") or ()}
+    added_b = {t["content"] for t in b.get("added_tokens") or ()}
+    if not added_b <= added_a:  # a token the target matches in raw text, the source splits
+        return None
+    va: dict[str, int] = ma["vocab"]
+    vb: dict[str, int] = mb["vocab"]
+    if any(tok not in va for tok in vb):
+        return None
+    m = np.full(max(va.values()) + 1, -1, dtype=np.int64)
+    for tok, i in va.items():
+        j = vb.get(tok)
+        if tok in added_a and tok not in added_b:
+            continue  # matched as one special token by the source only: -1
+        if j is not None:
+            m[i] = j
+        elif not (len(tok) > 2 and tok[0] == "[" and tok[-1] == "]"):
+            return None  # a piece the target lacks and the source could produce
+    return m
+
+
+def window_from_ids(
+    text: str, ids: Sequence[int], source_map: np.ndarray, window: TokenWindow, drop: int | None
+) -> tuple[np.ndarray, bool] | None:
+    """What :func:`window_ids` gives for ``text``, from the ids of the whole text (another
+    tokenizer's, translated by ``source_map``); None when that is not certain.
+
+    It is certain when ``text`` is no longer than ``window.clip_chars`` keeps: then
+    :func:`window_ids` either tokenizes the whole text unclipped, or takes the first and
+    last tokens of the whole text from its pieces (only when they hold enough for the
+    window; otherwise it tokenizes the whole text unclipped) — in every case, the window
+    of the whole text's ids.
+    """
+    if len(text) > window.max_tokens * _CHARS_PER_TOKEN_BOUND:
+        return None
+    mapped = source_map[np.asarray(ids, dtype=np.int64)] if ids else np.zeros(0, np.int64)
+    if mapped.size and mapped.min() < 0:
+        return None
+    if drop is not None:
+        mapped = mapped[mapped != drop]
+    if len(mapped) <= window.max_tokens:
+        return mapped, False
+    tail = mapped[len(mapped) - window.tail :] if window.tail else mapped[:0]
+    return np.concatenate((mapped[: window.head], tail)), True

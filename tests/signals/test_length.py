@@ -125,9 +125,11 @@ def test_long_texts_are_counted_once_and_remembered_by_digest() -> None:
     calls: list[int] = []
     count = sig.counter._count
 
-    def spy(texts: list[str]) -> list[tuple[float, bool]]:
+    def spy(
+        texts: list[str], ids_out: dict[str, list[int]] | None = None
+    ) -> list[tuple[float, bool]]:
         calls.append(len(texts))
-        return count(texts)
+        return count(texts, ids_out)
 
     sig.counter._count = spy  # type: ignore[method-assign]
     first = run(sig, req(("system", history), ("user", "turn one")))
