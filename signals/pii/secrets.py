@@ -99,9 +99,16 @@ def _assignments(text: str) -> Iterator[re.Match[str]]:
         if i < pos:
             continue
         # The longest keyword ("client secret") starts <= 13 chars before a hint, and a
-        # value ends <= 420 chars after it.
-        m = _ASSIGNED.search(text, max(0, i - 16), i + 440)
-        if m is not None and pos <= m.start() <= i + 8:
+        # value ends <= 420 chars after it. The leftmost match in that window, tried only
+        # at the starts that can be kept (<= 8 chars after the hint): what a search of the
+        # window would keep, without trying the ~430 positions after them.
+        end = i + 440
+        m = None
+        for start in range(max(0, i - 16), min(i + 8, len(text)) + 1):
+            m = _ASSIGNED.match(text, start, end)
+            if m is not None:
+                break
+        if m is not None and pos <= m.start():
             pos = m.end()
             yield m
 

@@ -259,3 +259,42 @@ def test_person_names_with_ner() -> None:
     text = "Please forward this to Maria Gonzalez in accounting."
     found = PIIScanner(["person"]).scan(text)
     assert [text[f.start : f.end] for f in found] == ["Maria Gonzalez"]
+
+
+def test_assignment_scan_keeps_what_a_window_search_keeps() -> None:
+    """The scan tries only the starts it can keep; it must find what searching the whole
+    window around each keyword (the reference below) finds."""
+    import random
+    import re
+    from collections.abc import Iterator
+
+    from signals.pii import secrets
+
+    def reference(text: str) -> Iterator[re.Match[str]]:
+        lowered = text.lower()
+        starts = sorted(
+            {i for h in secrets._KEYWORD_HINTS for i in secrets._occurrences(lowered, h)}
+        )
+        pos = 0
+        for i in starts:
+            if i < pos:
+                continue
+            m = secrets._ASSIGNED.search(text, max(0, i - 16), i + 440)
+            if m is not None and pos <= m.start() <= i + 8:
+                pos = m.end()
+                yield m
+
+    frags = [
+        "password: hunter2x9", "api_key = 'AbC123xyz789QQ'", "bearer abcdef123456",
+        "the key is 'Zq9x8W7v6U5t4'", "client secret: A1b2C3d4E5f6", "passphrase=Tr0ub4dor&3",
+        "my key", "secret", "KEY=", "pwd:=abcdef12", "keys", "monkey", "Token: null", " ",
+        "\n", "give the key equations or facts where they matter, ",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    found = 0
+    for _ in range(400):
+        text = "".join(rng.choice(frags) for _ in range(rng.randrange(1, 30)))
+        want = [(m.span(), m.groupdict()) for m in reference(text)]
+        assert [(m.span(), m.groupdict()) for m in secrets._assignments(text)] == want
+        found += len(want)
+    assert found > 100
