@@ -13,6 +13,7 @@ multiplied by ``margin`` (default 1.15). Figures are in docs/signals.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import threading
@@ -26,6 +27,8 @@ from signals.request import LLMRequest
 
 _SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
 _WHITESPACE = re.compile(r"\n|[ \t\u00a0]{2,}")
+# Characters the BERT normalizer deletes from ASCII text (controls other than \t \n \r).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LONG_NUMBER = re.compile(r"\d{4,}")
 _SYSTEM = ("system", "developer")
 
@@ -94,6 +97,7 @@ class TokenCounter:
         self.margin = margin
         self.exact_chars = exact_chars
         self.unk_id = tokenizer.token_to_id("[UNK]")
+        self._ascii = _ascii_path(tokenizer)
         self._memo: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
         self._memo_lock = threading.Lock()
 
@@ -138,10 +142,8 @@ class TokenCounter:
         """One call into the Rust tokenizer for all texts; offsets are computed only when a
         text has unknown characters (rare), since they cost ~20% of the encode."""
         heads = [t[: self.exact_chars] for t in texts]
-        encs = self.tok.encode_batch_fast(heads, add_special_tokens=False)
         out: list[tuple[float, bool]] = []
-        for text, head, enc in zip(texts, heads, encs, strict=True):
-            ids = enc.ids
+        for text, head, ids in zip(texts, heads, self._ids(heads), strict=True):
             n = len(ids)
             if ids_out is not None and len(head) == len(text):
                 ids_out[text] = ids
@@ -158,8 +160,58 @@ class TokenCounter:
                 out.append((float(n), False))
         return out
 
+    def _ids(self, heads: list[str]) -> list[list[int]]:
+        """Token ids of each text; plain ASCII texts skip the tokenizer's normalizer."""
+        plain: list[int] = []
+        rest: list[int] = []
+        fast = self._ascii
+        for i, h in enumerate(heads):
+            if fast is not None and h.isascii() and not _CONTROL.search(h):
+                lowered = h.lower() if fast[1] else h
+                if not any(a in h or a in lowered for a in fast[2]):
+                    plain.append(i)
+                    continue
+            rest.append(i)
+        ids: list[list[int]] = [[] for _ in heads]
+        if plain:
+            assert fast is not None
+            raw, lower, _ = fast
+            texts = [heads[i].lower() if lower else heads[i] for i in plain]
+            encs = raw.encode_batch_fast(texts, add_special_tokens=False)
+            for i, enc in zip(plain, encs, strict=True):
+                ids[i] = enc.ids
+        if rest:
+            encs = self.tok.encode_batch_fast([heads[i] for i in rest], add_special_tokens=False)
+            for i, enc in zip(rest, encs, strict=True):
+                ids[i] = enc.ids
+        return ids
+
     def count(self, text: str) -> int:
         return math.ceil(self.raw_many([text])[0][0] * self.margin)
+
+
+def _ascii_path(tokenizer: Any) -> tuple[Any, bool, tuple[str, ...]] | None:
+    """The tokenizer without its normalizer, for ASCII text, if that gives the same ids.
+
+    On ASCII text without control characters the BERT normalizer only lower-cases (if set)
+    and turns tab, newline and CR into spaces, which the BERT pre-tokenizer splits on
+    anyway; stripping accents and spacing out CJK characters do nothing there. So the same
+    tokenizer minus its normalizer, on the lower-cased text, gives the same ids, ~35%
+    faster (the normalizer keeps per-character alignments). Texts containing an added
+    token ("[CLS]", matched before normalizing) take the full path.
+    """
+    spec = json.loads(tokenizer.to_str())
+    norm = spec.get("normalizer") or {}
+    if norm.get("type") != "BertNormalizer" or norm.get("clean_text") is not True:
+        return None
+    if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
+        return None
+    spec["normalizer"] = None
+    raw = type(tokenizer).from_str(json.dumps(spec))
+    raw.no_truncation()
+    raw.no_padding()
+    added = tuple(str(t["content"]) for t in spec.get("added_tokens") or ())
+    return raw, norm.get("lowercase") is True, added
 
 
 class LengthSignal:

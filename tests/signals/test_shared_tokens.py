@@ -164,3 +164,26 @@ class _Spy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def test_ascii_texts_skip_the_normalizer_with_the_same_ids(length_tok: Any) -> None:
+    """Exact counts are a feature: the ASCII path must give the full tokenizer's ids."""
+    import random
+
+    from signals.length import TokenCounter
+
+    counter = TokenCounter(length_tok, 1.15, 400_000)
+    assert counter._ascii is not None
+    rng = random.Random(11)
+    printable = [chr(i) for i in range(32, 127)] + ["\t", "\n", "\r", " ", " ", "e"]
+    texts = [
+        "Hello World, DON'T shout: e.g. 3.14159 and 12345678!",
+        "see [CLS] and [MASK] here",  # added tokens: the full path
+        "tab\tnew\nline\r\nvertical\x0btab and \x00 nul",  # controls: the full path
+        "naïve Straße 日本語",  # not ASCII: the full path
+        "x" * 150 + " word",  # a word over the WordPiece limit: [UNK]
+        *("".join(rng.choice(printable) for _ in range(rng.randrange(300))) for _ in range(300)),
+    ]
+    want = [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert counter._ids(texts) == want
+    assert [counter._ids([t])[0] for t in texts] == want
