@@ -19,6 +19,7 @@ Ties are broken towards the cheaper configuration, then the higher P, then the l
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 
@@ -51,13 +52,23 @@ def normalize_costs(cost: np.ndarray) -> np.ndarray:
     return np.where(nan, 1.0, out)
 
 
+@lru_cache(maxsize=1024)
+def _normalized(cost: tuple[float, ...]) -> np.ndarray:
+    out = normalize_costs(np.asarray(cost, dtype=np.float64))
+    out.flags.writeable = False  # shared between calls
+    return out
+
+
 def _prepare(p: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     pa = np.asarray(p, dtype=np.float64)
     single = pa.ndim == 1
     p2 = pa[None, :] if single else pa
     if p2.ndim != 2:
         raise ValueError(f"p must be (G,) or (n, G), got shape {pa.shape}")
-    nc = normalize_costs(np.asarray(cost, dtype=np.float64))
+    c = np.asarray(cost, dtype=np.float64)
+    # One request's candidates: their costs rarely change between requests (catalog prices),
+    # and normalizing is most of a selection's ~20 small numpy calls.
+    nc = _normalized(tuple(c.tolist())) if c.ndim == 1 else normalize_costs(c)
     if nc.shape[-1] != p2.shape[1]:
         raise ValueError(f"cost has {nc.shape[-1]} configurations, p has {p2.shape[1]}")
     nc2 = np.broadcast_to(nc if nc.ndim == 2 else nc[None, :], p2.shape)

@@ -99,3 +99,25 @@ def test_expected_costs_sources() -> None:
     np.testing.assert_allclose(expected_costs(cfg), [1.0, 1.0, 1.0])  # nothing known
     rc = realized_costs(obs, np.array([9.0, 8.0, 7.0]), 2)
     np.testing.assert_allclose(rc, [[1.0, 2.0, 7.0], [3.0, 8.0, 7.0]])
+
+
+def test_remembered_normalized_costs_give_the_same_choices() -> None:
+    """1-D costs are normalized once per distinct cost vector and shared read-only."""
+    from signals.irt.selection import _normalized, normalize_costs
+
+    rng = np.random.default_rng(3)
+    costs = [np.array([1e-4, 2e-4, 1e-3, 5e-3]), np.array([1.0, np.nan, 0.0, 2.0])]
+    for c in costs:
+        shared = _normalized(tuple(c.tolist()))
+        assert not shared.flags.writeable
+        np.testing.assert_array_equal(shared, normalize_costs(c))
+        for _ in range(50):
+            p = rng.random(4)
+            for w in (0.0, 0.3, 0.8, 1.0):
+                batch = np.asarray(select_linear(p[None, :], c[None, :], w))
+                assert select_linear(p, c, w) == batch[0]
+                batch = np.asarray(select_chebyshev(p[None, :], c[None, :], w))
+                assert select_chebyshev(p, c, w) == batch[0]
+            assert select_target(p, c, 0.5) == np.asarray(select_target(p[None], c[None], 0.5))[0]
+    with pytest.raises(ValueError):
+        select_linear(np.array([0.5, 0.5]), np.array([-1.0, 1.0]), 0.5)
