@@ -483,6 +483,16 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The report's analysis is written by hand below this line; a new run keeps it.
+NOTES_MARK = "<!-- hand-written notes below: decision_latency.py keeps them when it rewrites -->"
+
+
+def kept_notes(previous: str) -> str:
+    """The hand-written part of the previous report (from NOTES_MARK on), if any."""
+    i = previous.find(NOTES_MARK)
+    return "\n" + previous[i:] if i >= 0 else ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="decision latency through Envoy, all signals on")
     ap.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
@@ -493,8 +503,10 @@ def main() -> int:
     print(md)
     if not args.quick:
         REPORTS.mkdir(parents=True, exist_ok=True)
+        report = REPORTS / "decision_latency.md"
+        notes = kept_notes(report.read_text() if report.is_file() else "")
         (REPORTS / "decision_latency.json").write_text(json.dumps(r, indent=2) + "\n")
-        (REPORTS / "decision_latency.md").write_text(md)
+        report.write_text(md + notes)
         print(f"wrote {REPORTS / 'decision_latency.md'} and .json")
     return 0
 
