@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from signals.base import Resources, SignalContext, TokenIds, Value, register
+from signals.encoders.tokenizer import encode_many
 from signals.request import LLMRequest
 
 _SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
@@ -139,7 +140,7 @@ class TokenCounter:
     def _count(
         self, texts: list[str], ids_out: dict[str, list[int]] | None = None
     ) -> list[tuple[float, bool]]:
-        """One call into the Rust tokenizer for all texts; offsets are computed only when a
+        """Counts from the Rust tokenizer (see ``_ids``); offsets are computed only when a
         text has unknown characters (rare), since they cost ~20% of the encode."""
         heads = [t[: self.exact_chars] for t in texts]
         out: list[tuple[float, bool]] = []
@@ -166,6 +167,8 @@ class TokenCounter:
         rest: list[int] = []
         fast = self._ascii
         for i, h in enumerate(heads):
+            if not h:
+                continue  # no tokens (usually the tool schemas of a request without tools)
             if fast is not None and h.isascii() and not _CONTROL.search(h):
                 lowered = h.lower() if fast[1] else h
                 if not any(a in h or a in lowered for a in fast[2]):
@@ -177,12 +180,10 @@ class TokenCounter:
             assert fast is not None
             raw, lower, _ = fast
             texts = [heads[i].lower() if lower else heads[i] for i in plain]
-            encs = raw.encode_batch_fast(texts, add_special_tokens=False)
-            for i, enc in zip(plain, encs, strict=True):
+            for i, enc in zip(plain, encode_many(raw, texts), strict=True):
                 ids[i] = enc.ids
         if rest:
-            encs = self.tok.encode_batch_fast([heads[i] for i in rest], add_special_tokens=False)
-            for i, enc in zip(rest, encs, strict=True):
+            for i, enc in zip(rest, encode_many(self.tok, [heads[i] for i in rest]), strict=True):
                 ids[i] = enc.ids
         return ids
 

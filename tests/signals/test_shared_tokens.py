@@ -187,3 +187,23 @@ def test_ascii_texts_skip_the_normalizer_with_the_same_ids(length_tok: Any) -> N
     want = [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
     assert counter._ids(texts) == want
     assert [counter._ids([t])[0] for t in texts] == want
+
+
+def test_small_batches_are_tokenized_one_text_at_a_time(length_tok: Any) -> None:
+    """Same encodings; the tokenizer's thread pool only for large inputs."""
+    from signals.encoders.tokenizer import PARALLEL_CHARS, encode_many
+
+    calls: list[int] = []
+
+    class Counting:
+        def encode_batch_fast(self, texts: list[str], **kw: Any) -> Any:
+            calls.append(len(texts))
+            return length_tok.encode_batch_fast(texts, **kw)
+
+    small = [_SENTENCE * 3, "", "hi there"]
+    big = [_SENTENCE * (PARALLEL_CHARS // len(_SENTENCE) + 1), "and a short one"]
+    for texts, want_calls in ((small, [1, 1, 1]), (big, [2])):
+        calls.clear()
+        got = [e.ids for e in encode_many(Counting(), texts)]
+        assert calls == want_calls
+        assert got == [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
