@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 REPORTS = REPO / "benchmarks" / "reports"
 TARGETS = {"static_added_p50_ms": 5.0, "static_added_p99_ms": 12.0}
 POOL = 64  # distinct prompts, used in turn
+PROMPT_CHARS = 2110  # ~500 tokens of this English text (the report prints the measured count)
 
 POLICY = """\
 version: 1
@@ -118,10 +119,11 @@ def prompt(i: int) -> str:
     topic = _TOPICS[i % len(_TOPICS)]
     parts = [f"Question {i}: I am studying {topic}."]
     k = 0
-    while sum(len(p) for p in parts) < 2300:
+    while sum(len(p) for p in parts) < PROMPT_CHARS:
         parts.append(f"Point {k + 1} ({i}): {_FILLER}")
         k += 1
-    return " ".join(parts)
+    # Cut at a word boundary: whole filler parts step by ~70 tokens, too coarse for ~500.
+    return " ".join(parts)[:PROMPT_CHARS].rsplit(" ", 1)[0]
 
 
 def body(i: int) -> bytes:
