@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import inspect
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,9 @@ WatchOpt = Annotated[
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
 
 
+_D = Settings()  # option defaults come from the settings' own
+
+
 def parse_upstream(spec: str) -> Upstream:
     """``name=host:port[,model,...]`` → :class:`Upstream`."""
     try:
@@ -83,19 +87,20 @@ def parse_route(spec: str) -> DefaultChoice:
 
 
 def build_settings(
-    host: str,
-    grpc_port: int,
-    admin_port: int,
-    port: int,
-    envoy_admin_port: int,
-    alias: list[str] | None,
-    body_limit_mib: float,
-    unknown_model: UnknownModelMode,
-    fail_mode: FailMode,
-    message_timeout: float,
-    upstream: list[str] | None,
-    default_upstream: str | None,
-    policy: Path | None,
+    *,
+    host: str = _D.host,
+    grpc_port: int = _D.grpc_port,
+    admin_port: int = _D.admin_port,
+    port: int = _D.envoy_port,
+    envoy_admin_port: int = _D.envoy_admin_port,
+    alias: list[str] | None = None,
+    body_limit_mib: float = _D.body_limit / MiB,
+    unknown_model: UnknownModelMode = _D.unknown_model,
+    fail_mode: FailMode = _D.fail_mode,
+    message_timeout: float = _D.message_timeout_s,
+    upstream: list[str] | None = None,
+    default_upstream: str | None = None,
+    policy: Path | None = None,
     route: str | None = None,
     need_route: bool = True,
     static: bool = False,
@@ -147,9 +152,6 @@ def build_settings(
         raise typer.BadParameter(str(e)) from e
 
 
-_D = Settings()
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -176,25 +178,7 @@ def register(app: typer.Typer) -> None:
 
         from server.app import serve as run
 
-        settings = build_settings(
-            host,
-            grpc_port,
-            admin_port,
-            port,
-            envoy_admin_port,
-            alias,
-            body_limit_mib,
-            unknown_model,
-            fail_mode,
-            message_timeout,
-            upstream,
-            default_upstream,
-            policy,
-            route,
-            static=static,
-            watch=watch,
-            router=router,
-        )
+        settings = build_settings(**_options(locals()))
         _logging(log_level)
         _run_or_exit(run(settings))
 
@@ -224,25 +208,7 @@ def register(app: typer.Typer) -> None:
 
         from server.up import up as run
 
-        settings = build_settings(
-            host,
-            grpc_port,
-            admin_port,
-            port,
-            envoy_admin_port,
-            alias,
-            body_limit_mib,
-            unknown_model,
-            fail_mode,
-            message_timeout,
-            upstream,
-            default_upstream,
-            policy,
-            route,
-            static=static,
-            watch=watch,
-            router=router,
-        )
+        settings = build_settings(**_options(locals()))
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
         _run_or_exit(run(settings, demo=demo, log_level=envoy_level))
@@ -263,23 +229,14 @@ def register(app: typer.Typer) -> None:
         """Print the Envoy bootstrap YAML for these settings."""
         from server.envoy_config import render_yaml
 
-        settings = build_settings(
-            host,
-            grpc_port,
-            admin_port,
-            port,
-            envoy_admin_port,
-            None,
-            body_limit_mib,
-            _D.unknown_model,
-            fail_mode,
-            message_timeout,
-            upstream,
-            default_upstream,
-            None,
-            need_route=False,
-        )
+        settings = build_settings(**_options(locals()), need_route=False)
         typer.echo(render_yaml(settings), nl=False)
+
+
+def _options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The command's options that :func:`build_settings` takes (the commands share most)."""
+    wanted = inspect.signature(build_settings).parameters
+    return {k: v for k, v in values.items() if k in wanted}
 
 
 def _run_or_exit(main: Coroutine[Any, Any, None]) -> None:

@@ -56,7 +56,7 @@ def test_bad_settings_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_parse_route_and_custom_upstreams() -> None:
     from server.cli_gateway import build_settings, parse_route
-    from server.settings import DefaultChoice, FailMode, UnknownModelMode
+    from server.settings import DefaultChoice
 
     assert parse_route("big/m-1@high") == DefaultChoice("m-1", "big", "high")
     assert parse_route("big/m-1") == DefaultChoice("m-1", "big", None)
@@ -70,20 +70,15 @@ def test_parse_route_and_custom_upstreams() -> None:
         policy: Path | None = None,
     ) -> Settings:
         return build_settings(
-            "127.0.0.1",
-            1,
-            2,
-            3,
-            4,
-            None,
-            16,
-            UnknownModelMode.PASSTHROUGH,
-            FailMode.CLOSED,
-            5,
-            upstream,
-            None,
-            policy,
-            route,
+            grpc_port=1,
+            admin_port=2,
+            port=3,
+            envoy_admin_port=4,
+            body_limit_mib=16,
+            message_timeout=5,
+            upstream=upstream,
+            policy=policy,
+            route=route,
             static=static,
         )
 
