@@ -34,7 +34,6 @@ import multiprocessing as mp
 import os
 import platform
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _http import connect, post_bytes, timed  # benchmarks/_http.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -131,49 +131,19 @@ def body(i: int) -> bytes:
     return json.dumps(doc).encode()
 
 
-async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    # Nagle + delayed ACK would add ~40 ms to small writes.
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return reader, writer
-
-
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> float:
-    """One request on a keep-alive connection; ms until the whole response is read."""
-    t0 = time.perf_counter()
-    writer.write(req)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    if status != 200:
-        raise RuntimeError(f"HTTP {status}")
-    return (time.perf_counter() - t0) * 1000
-
-
-def _request(port: int, payload: bytes) -> bytes:
-    return (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
-    ).encode() + payload
-
-
 async def _sequential(ports: dict[str, int], rounds: int, n: int) -> dict[str, list[list[float]]]:
-    conns = {name: await _connect(p) for name, p in ports.items()}
-    reqs = {name: [_request(p, body(i)) for i in range(POOL)] for name, p in ports.items()}
+    conns = {name: await connect(p) for name, p in ports.items()}
+    reqs = {name: [post_bytes(p, body(i)) for i in range(POOL)] for name, p in ports.items()}
     for name in ports:  # warm-up (also the first encoder passes, ONNX arenas)
         for i in range(40):
-            await _one(*conns[name], reqs[name][i % POOL])
+            await timed(*conns[name], reqs[name][i % POOL])
     out: dict[str, list[list[float]]] = {name: [] for name in ports}
     k = 0
     for _ in range(rounds):
         samples: dict[str, list[float]] = {name: [] for name in ports}
         for _ in range(n):
             for name in ports:  # interleaved; both get the same prompt
-                samples[name].append(await _one(*conns[name], reqs[name][k % POOL]))
+                samples[name].append(await timed(*conns[name], reqs[name][k % POOL]))
             k += 1
         for name in ports:
             out[name].append(samples[name])

@@ -22,13 +22,14 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _http import connect, post_bytes, timed  # benchmarks/_http.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,47 +41,18 @@ BODY = json.dumps(
 CONCURRENCY = 16
 
 
-def _request(port: int) -> bytes:
-    return (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
-
-
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> float:
-    t0 = time.perf_counter()
-    writer.write(req)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    if status != 200:
-        raise RuntimeError(f"HTTP {status}")
-    return (time.perf_counter() - t0) * 1000
-
-
-async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return reader, writer
-
-
 async def _sequential(ports: dict[str, int], rounds: int, n: int) -> dict[str, list[list[float]]]:
-    conns = {name: await _connect(p) for name, p in ports.items()}
-    reqs = {name: _request(p) for name, p in ports.items()}
+    conns = {name: await connect(p) for name, p in ports.items()}
+    reqs = {name: post_bytes(p, BODY) for name, p in ports.items()}
     for name in ports:  # warm-up
         for _ in range(50):
-            await _one(*conns[name], reqs[name])
+            await timed(*conns[name], reqs[name])
     out: dict[str, list[list[float]]] = {name: [] for name in ports}
     for _ in range(rounds):
         samples: dict[str, list[float]] = {name: [] for name in ports}
         for _ in range(n):
             for name in ports:  # interleaved: drift hits both targets alike
-                samples[name].append(await _one(*conns[name], reqs[name]))
+                samples[name].append(await timed(*conns[name], reqs[name]))
         for name in ports:
             out[name].append(samples[name])
     for _, w in conns.values():
@@ -91,13 +63,13 @@ async def _sequential(ports: dict[str, int], rounds: int, n: int) -> dict[str, l
 async def _concurrent(
     ports: dict[str, int], rounds: int, per_conn: int
 ) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
-    conns = {name: [await _connect(p) for _ in range(CONCURRENCY)] for name, p in ports.items()}
-    reqs = {name: _request(p) for name, p in ports.items()}
+    conns = {name: [await connect(p) for _ in range(CONCURRENCY)] for name, p in ports.items()}
+    reqs = {name: post_bytes(p, BODY) for name, p in ports.items()}
     out: dict[str, list[list[float]]] = {name: [] for name in ports}
     rps: dict[str, list[float]] = {name: [] for name in ports}
 
     async def worker(name: str, conn: tuple[Any, Any], k: int) -> list[float]:
-        return [await _one(*conn, reqs[name]) for _ in range(k)]
+        return [await timed(*conn, reqs[name]) for _ in range(k)]
 
     for name in ports:  # warm-up
         await asyncio.gather(*(worker(name, c, 5) for c in conns[name]))
