@@ -11,7 +11,7 @@ import numpy as np
 
 from signals.encoders.artifact import ArtifactInfo, read_artifact
 from signals.encoders.base import EncoderError
-from signals.encoders.tokenizer import id_map, load_tokenizer, window_from_ids, window_ids
+from signals.encoders.tokenizer import load_tokenizer, window_ids, window_reusing
 
 THREADS_ENV = "IRTGATE_ENCODER_THREADS"
 
@@ -100,10 +100,7 @@ class MiniLMEncoder:
         """``encode_counted([text])`` from the ids another ``tokenizer`` gave for the whole
         ``text`` (the length signal's), without tokenizing again; None when the result could
         differ (see :func:`~signals.encoders.tokenizer.window_from_ids`)."""
-        m = id_map(tokenizer, self._tokenizer)
-        if m is None:
-            return None
-        got = window_from_ids(text, ids, m, self.window, None)
+        got = window_reusing(text, ids, tokenizer, self._tokenizer, self.window, None)
         if got is None:
             return None
         kept, cut = got

@@ -230,3 +230,12 @@ def window_from_ids(
         return mapped, False
     tail = mapped[len(mapped) - window.tail :] if window.tail else mapped[:0]
     return np.concatenate((mapped[: window.head], tail)), True
+
+
+def window_reusing(
+    text: str, ids: Sequence[int], source: Any, target: Any, window: TokenWindow, drop: int | None
+) -> tuple[np.ndarray, bool] | None:
+    """The ``target`` tokenizer's window of ``text`` from the ids ``source`` gave for the
+    whole text (:func:`id_map`, then :func:`window_from_ids`); None when not certain."""
+    m = id_map(source, target)
+    return None if m is None else window_from_ids(text, ids, m, window, drop)
