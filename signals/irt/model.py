@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from signals.irt.knn_memory import KnnMemory
+
 Array = np.ndarray
 
 
@@ -276,20 +278,6 @@ def knn_scores(Y: Array, idx: Array, fallback: Array) -> Array:
     return out
 
 
-def knn_mean(train: Array, X: Array, k: int, chunk: int = 2048) -> Array:
-    """Mean of the ``k`` most cosine-similar rows of ``train`` for each row of ``X``.
-
-    Both are L2-normalised embeddings, so a dot product is the cosine.
-    """
-    out = np.empty((X.shape[0], train.shape[1]), dtype=X.dtype)
-    k = min(k, train.shape[0])
-    for s in range(0, X.shape[0], chunk):
-        S = X[s : s + chunk] @ train.T
-        idx = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        out[s : s + chunk] = train[idx].mean(axis=1)
-    return out
-
-
 @dataclass
 class FitHistory:
     train_loss: list[float] = field(default_factory=list)
@@ -311,6 +299,7 @@ class IRTModel:
         # Kept only when a kNN step is configured (the export puts them in the graph).
         self.train_embeddings: Array | None = None
         self.train_scores: Array | None = None
+        self._memory: tuple[Array, KnnMemory] | None = None
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -383,12 +372,23 @@ class IRTModel:
             raise RuntimeError("IRTModel is not fitted")
         return self.params
 
+    def knn_memory(self) -> KnnMemory | None:
+        """The training embeddings as the graph stores and searches them (int8)."""
+        train = self.train_embeddings
+        if train is None:
+            return None
+        # Built on first use, and again if train_embeddings is replaced.
+        if self._memory is None or self._memory[0] is not train:
+            self._memory = (train, KnnMemory.of(train))
+        return self._memory[1]
+
     def warm(self, X: Array) -> Array:
         """Apply the kNN warm-up (identity when ``knn_blend`` is 0)."""
         lam = self.config.knn_blend
-        if lam <= 0 or self.train_embeddings is None:
+        memory = self.knn_memory()
+        if lam <= 0 or memory is None:
             return X
-        nb = knn_mean(self.train_embeddings.astype(X.dtype), X, self.config.knn_k)
+        nb = memory.mean_of_top_k(X, self.config.knn_k).astype(X.dtype)
         return (1.0 - lam) * X + lam * nb
 
     def item_params(self, X: Array) -> tuple[Array, Array]:
@@ -407,10 +407,10 @@ class IRTModel:
         """P(correct) per configuration, shape (n, G)."""
         P = self.predict_irt(X)
         beta = self.config.knn_p_blend
-        if beta <= 0 or self.train_embeddings is None or self.train_scores is None:
+        memory = self.knn_memory()
+        if beta <= 0 or memory is None or self.train_scores is None:
             return P
-        X = np.asarray(X, dtype=np.float64)
-        idx = knn_indices(self.train_embeddings.astype(np.float64), X, self.config.knn_p_k)
+        idx = memory.top_k(np.asarray(X), self.config.knn_p_k)
         P_knn = knn_scores(self.train_scores.astype(np.float64), idx, P)
         out: Array = (1.0 - beta) * P + beta * P_knn
         return out

@@ -65,3 +65,14 @@ def test_export_writes_card_and_checks_names(tmp_path: Path) -> None:
     assert yaml.safe_load((tmp_path / CARD_FILE).read_text()) == {"name": "t", "k": 3}
     with pytest.raises(ValueError, match="3 configuration names for 4"):
         export_router(m, tmp_path / "x", configs=list("abc"), card={})
+
+
+def test_knn_memory_is_stored_once_as_int8(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto
+
+    m, X = _fitted(knn_p_blend=0.5, knn_p_k=7)
+    export_router(m, tmp_path, configs=list("abcd"), card={})
+    graph = onnx.load(str(tmp_path / HEADS_FILE)).graph
+    memory = [i for i in graph.initializer if list(i.dims) == [X.shape[0], X.shape[1]]]
+    assert [(i.name, i.data_type) for i in memory] == [("knn_q", TensorProto.INT8)]
