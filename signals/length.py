@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from signals.base import Resources, SignalContext, TokenIds, Value, register
-from signals.encoders.tokenizer import encode_many
+from signals.encoders.tokenizer import AsciiWordPiece, encode_many
 from signals.request import LLMRequest
 
 _SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
@@ -99,6 +99,7 @@ class TokenCounter:
         self.exact_chars = exact_chars
         self.unk_id = tokenizer.token_to_id("[UNK]")
         self._ascii = _ascii_path(tokenizer)
+        self._words = AsciiWordPiece(self._ascii[0]) if self._ascii is not None else None
         self._memo: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
         self._memo_lock = threading.Lock()
 
@@ -177,11 +178,10 @@ class TokenCounter:
             rest.append(i)
         ids: list[list[int]] = [[] for _ in heads]
         if plain:
-            assert fast is not None
-            raw, lower, _ = fast
-            texts = [heads[i].lower() if lower else heads[i] for i in plain]
-            for i, enc in zip(plain, encode_many(raw, texts), strict=True):
-                ids[i] = enc.ids
+            assert fast is not None and self._words is not None
+            lower = fast[1]
+            for i in plain:
+                ids[i] = self._words.ids(heads[i].lower() if lower else heads[i])
         if rest:
             for i, enc in zip(rest, encode_many(self.tok, [heads[i] for i in rest]), strict=True):
                 ids[i] = enc.ids
@@ -198,7 +198,8 @@ def _ascii_path(tokenizer: Any) -> tuple[Any, bool, tuple[str, ...]] | None:
     and turns tab, newline and CR into spaces, which the BERT pre-tokenizer splits on
     anyway; stripping accents and spacing out CJK characters do nothing there. So the same
     tokenizer minus its normalizer, on the lower-cased text, gives the same ids, ~35%
-    faster (the normalizer keeps per-character alignments). Texts containing an added
+    faster (the normalizer keeps per-character alignments); :class:`AsciiWordPiece` then
+    looks whole words up in the vocabulary, ~4x faster again. Texts containing an added
     token ("[CLS]", matched before normalizing) take the full path.
     """
     spec = json.loads(tokenizer.to_str())
@@ -207,6 +208,8 @@ def _ascii_path(tokenizer: Any) -> tuple[Any, bool, tuple[str, ...]] | None:
         return None
     if (spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
         return None
+    if (spec.get("model") or {}).get("type") != "WordPiece":
+        return None  # AsciiWordPiece's whole-word lookup is only exact for WordPiece
     spec["normalizer"] = None
     raw = type(tokenizer).from_str(json.dumps(spec))
     raw.no_truncation()

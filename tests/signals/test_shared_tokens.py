@@ -8,6 +8,7 @@ cannot be guaranteed, the encoder tokenizes again.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,3 +208,39 @@ def test_small_batches_are_tokenized_one_text_at_a_time(length_tok: Any) -> None
         got = [e.ids for e in encode_many(Counting(), texts)]
         assert calls == want_calls
         assert got == [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def test_whole_word_lookup_gives_the_tokenizers_ids_on_wordy_text(length_tok: Any) -> None:
+    """Texts made of vocabulary words (looked up in Python) and others (sent to Rust)."""
+    import random
+
+    from signals.length import TokenCounter
+
+    counter = TokenCounter(length_tok, 1.15, 400_000)
+    assert counter._words is not None
+    vocab = sorted(counter._words.whole)
+    rng = random.Random(5)
+    glue = [" ", " ", "  ", "\n", "\t", ", ", ". ", "-", "_", "'", "(", ")", "", "\r\n"]
+    odd = ["zxqv", "Qwertyuiop", "x" * 101, "19205", "pneumonoultra", "##ing", "AbC"]
+    texts = [
+        "".join(
+            rng.choice(vocab if rng.random() < 0.8 else odd) + rng.choice(glue) for _ in range(n)
+        )
+        for n in (1, 2, 5, 50, 400)
+        for _ in range(40)
+    ]
+    want = [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert counter._ids(texts) == want
+
+
+def test_whole_word_lookup_on_real_prompts(length_tok: Any, shared_data: Path) -> None:
+    import gzip
+
+    from signals.length import TokenCounter
+
+    counter = TokenCounter(length_tok, 1.15, 400_000)
+    with gzip.open(shared_data / "routerdc-7models.jsonl.gz", "rt") as f:
+        texts = [json.loads(line)["prompt"] for line in f][::20]  # every benchmark
+    assert sum(t.isascii() for t in texts) > 500  # most take the Python lookup
+    want = [e.ids for e in length_tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert counter._ids(texts) == want
