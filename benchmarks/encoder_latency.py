@@ -3,7 +3,7 @@
 Measured in one run on this machine:
 
 - per-text latency (p50/p99 of ``encode([text])``: tokenization, window, inference) for
-  prompts of 16/64/128/256/500 tokens; MiniLM sees at most its window (128 with specials);
+  prompts of 16/64/128/256/500 tokens; MiniLM sees at most its window (64 with specials);
 - MiniLM intra-op thread sweep (1 vs 2) at 128 tokens;
 - throughput for calls of 8 and 32 texts (~100 tokens each), MiniLM unbatched (default,
   batch-independent vectors) and padded-batched;

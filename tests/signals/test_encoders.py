@@ -214,7 +214,7 @@ def test_window_sees_head_and_tail_not_the_middle(encoder: Encoder) -> None:
     other_head = base.replace("Instructions: answer briefly.", "Translate into Klingon now.")
     e = encoder.encode([base, other_middle, other_tail, other_head])
     np.testing.assert_array_equal(e[0], e[1])  # the middle is not seen
-    # Head and tail are seen (a few tokens of ~128 move the mean only a little).
+    # Head and tail are seen (a few tokens of the 64-128 kept move the mean only a little).
     assert float(np.abs(e[0] - e[2]).max()) > 1e-3
     assert float(np.abs(e[0] - e[3]).max()) > 1e-3
 
@@ -246,7 +246,8 @@ def test_arc_prompts_differ_by_question(encoder: Encoder, shared_data: Path) -> 
         prompts = [json.loads(line)["prompt"] for _, line in zip(range(40), f, strict=False)]
     emb = encoder.encode(prompts)
     off = (emb @ emb.T)[~np.eye(len(prompts), dtype=bool)]
-    # Embedding the whole prompt puts these around 0.97 (static) and 0.8 (MiniLM).
+    # Embedding the whole prompt puts these around 0.97 (static) and 0.8 (MiniLM); MiniLM's
+    # 64-token window measured 0.624 here (0.523 with the earlier 128 tokens).
     assert float(off.mean()) < 0.75
 
 
