@@ -32,6 +32,13 @@ def train(
     note: Annotated[
         list[str] | None, typer.Option("--note", help="a note for the router card (repeatable)")
     ] = None,
+    family: Annotated[
+        bool,
+        typer.Option(
+            "--family/--no-family",
+            help="choose a task-family prior by cross-validation (off: the IRT model alone)",
+        ),
+    ] = True,
 ) -> None:
     """Train an IRT router on routing data files and write it to OUT."""
     from signals.irt.data import DataError
@@ -54,6 +61,7 @@ def train(
             seed=seed,
             log=typer.echo,
             notes=tuple(note or ()),
+            family=family,
         )
     except (DataError, ValueError, RuntimeError) as e:
         raise _fail(str(e)) from e
@@ -98,6 +106,9 @@ def route(
     nc = normalize_costs(cost)
     typer.echo(f"router      {r.directory}  (encoder {r.encoder_name})")
     typer.echo(f"difficulty  {pred.difficulty:+.3f}   discrimination {pred.discrimination:.3f}")
+    if pred.family:
+        top = sorted(pred.family.items(), key=lambda kv: -kv[1])[:3]
+        typer.echo("resembles   " + ", ".join(f"{f} {v:.2f}" for f, v in top))
     w = max(len(c) for c in r.configs)
     typer.echo(f"  {'configuration':<{w}}  {'P(correct)':>10}  {'cost $':>10}  {'norm':>5}")
     for i in np.argsort(-p):

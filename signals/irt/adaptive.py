@@ -194,6 +194,13 @@ def add_configuration(
         if tname in inits:
             arr = numpy_helper.to_array(inits[tname])
             replace(tname, np.concatenate([arr, np.zeros((arr.shape[0], 1), arr.dtype)], 1))
+    if "fam_table" in inits:
+        # No per-family record for the new configuration: weight 0 keeps the model's P.
+        table = numpy_helper.to_array(inits["fam_table"])
+        replace("fam_table", np.concatenate([table, np.zeros((table.shape[0], 1), table.dtype)], 1))
+        for tname, v in (("fam_alpha", 0.0), ("fam_one_minus_alpha", 1.0)):
+            arr = numpy_helper.to_array(inits[tname])
+            replace(tname, np.concatenate([arr, np.array([v], arr.dtype)]))
     out = proto.graph.output
     for o in out:
         if o.name == "p_correct":

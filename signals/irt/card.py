@@ -62,6 +62,30 @@ def configurations_section(
     return out
 
 
+def family_section(
+    prior: Any, configs: Sequence[str], chosen: Mapping[str, float], cv: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The task-family prior (:mod:`signals.irt.family`) for people: per training benchmark,
+    each configuration's mean score there (``predicted`` marks entries that are the model's
+    mean P because the data has no score), the chosen blend and the CV table behind it."""
+    fams = []
+    for f, name in enumerate(prior.names):
+        fams.append(
+            {
+                "name": name,
+                "train_items": prior.counts[f],
+                "mean_score": {c: _r(prior.table[f, g], 3) for g, c in enumerate(configs)},
+                "predicted": [c for g, c in enumerate(configs) if not prior.observed[f, g]],
+            }
+        )
+    return {
+        "what": "P = (1 - blend)·P_model + blend·posterior(benchmark | query)·mean_score",
+        **{k: float(v) for k, v in chosen.items()},
+        "families": fams,
+        "cross_validation": [dict(r) for r in cv],
+    }
+
+
 def build_card(
     *,
     configurations: list[dict[str, Any]],
@@ -72,8 +96,9 @@ def build_card(
     metrics: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
     name: str = "irtgate-router",
+    family_prior: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    card = {
         "card_version": CARD_VERSION,
         "name": name,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -87,6 +112,9 @@ def build_card(
         "metrics": dict(metrics or {}),
         "notes": list(notes),
     }
+    if family_prior is not None:
+        card["family_prior"] = dict(family_prior)
+    return card
 
 
 def render_card(card: Mapping[str, Any]) -> str:
@@ -138,6 +166,18 @@ def render_card(card: Mapping[str, Any]) -> str:
         lines.append("  " + "  ".join(f"{k:>10}" for k in keys))
         for r in sweep:
             lines.append("  " + "  ".join(f"{_fmt(r.get(k)):>10}" for k in keys))
+    fp = card.get("family_prior")
+    if isinstance(fp, Mapping) and fp.get("families"):
+        lines.append("")
+        lines.append(
+            f"family prior (blend {fp.get('family_blend')}, temperature "
+            f"{fp.get('family_temperature')}): mean score per training benchmark, best first"
+        )
+        for fam in fp["families"]:
+            ms = fam.get("mean_score", {})
+            top = sorted(ms.items(), key=lambda kv: -float(kv[1]))[:3]
+            best = ", ".join(f"{c} {float(v):.2f}" for c, v in top)
+            lines.append(f"  {fam.get('name')} ({fam.get('train_items')} items): {best}")
     met = card.get("metrics", {})
     if met:
         lines.append("")

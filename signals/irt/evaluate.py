@@ -215,7 +215,11 @@ def evaluate(
         e: dict[str, Any] = {"kind": "predictor"}
         if not fitted:
             t0 = time.perf_counter()
-            m.fit(X_train, train.scores, realized_costs(train.costs, expected, len(train)))
+            costs = realized_costs(train.costs, expected, len(train))
+            if getattr(m, "uses_groups", False):  # e.g. the IRT model's family prior
+                m.fit(X_train, train.scores, costs, groups=train.benchmarks)
+            else:
+                m.fit(X_train, train.scores, costs)
             e["fit_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         P = np.asarray(m.predict(X_test), dtype=np.float64)

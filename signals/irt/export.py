@@ -9,6 +9,9 @@ The directory holds
   measured.
 * ``router.yaml``: the router card (see :mod:`signals.irt.card`).
 
+With a task-family prior (:mod:`signals.irt.family`) the graph also outputs ``family``
+[N, F], the posterior over the training benchmarks, and ``p_correct`` includes the prior.
+
 The graph is built with ``onnx.helper`` from the numpy parameters, so exporting needs the
 ``onnx`` package but no torch. ``onnx`` is imported inside the functions: only training and
 export need it, the server only needs onnxruntime.
@@ -183,15 +186,42 @@ def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
             helper.make_node("Mul", ["kp_p", "kp_beta"], ["kp_b"]),
             helper.make_node("Add", ["kp_a", "kp_b"], ["p_correct"]),
         ]
+    outputs = [
+        helper.make_tensor_value_info("difficulty", TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info("discrimination", TensorProto.FLOAT, ["N", k]),
+        helper.make_tensor_value_info("p_correct", TensorProto.FLOAT, ["N", g]),
+    ]
+    fam = model.family
+    if fam is not None:
+        # P = (1-α)·P_model + α·softmax(e·W + c)·A; the posterior is a fourth output so the
+        # router can say which family a query resembles.
+        for node in nodes:
+            node.output[:] = ["p_model" if o == "p_correct" else o for o in node.output]
+        alpha = model.config.family_blend
+        const("fam_W", fam.W)
+        const("fam_c", fam.c)
+        const("fam_table", fam.table)
+        # Per configuration, so a configuration added later by adaptive testing (no family
+        # record) can take weight 0 and keep the model's P (signals/irt/adaptive.py).
+        const("fam_alpha", np.full(g, alpha))
+        const("fam_one_minus_alpha", np.full(g, 1.0 - alpha))
+        nodes += [
+            helper.make_node("MatMul", ["embedding", "fam_W"], ["fam_z0"]),
+            helper.make_node("Add", ["fam_z0", "fam_c"], ["fam_z"]),
+            helper.make_node("Softmax", ["fam_z"], ["family"], axis=1),
+            helper.make_node("MatMul", ["family", "fam_table"], ["fam_p"]),
+            helper.make_node("Mul", ["p_model", "fam_one_minus_alpha"], ["fam_a"]),
+            helper.make_node("Mul", ["fam_p", "fam_alpha"], ["fam_b"]),
+            helper.make_node("Add", ["fam_a", "fam_b"], ["p_correct"]),
+        ]
+        outputs.append(
+            helper.make_tensor_value_info("family", TensorProto.FLOAT, ["N", len(fam.names)])
+        )
     graph = helper.make_graph(
         nodes,
         "irtgate_heads",
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", d])],
-        [
-            helper.make_tensor_value_info("difficulty", TensorProto.FLOAT, ["N"]),
-            helper.make_tensor_value_info("discrimination", TensorProto.FLOAT, ["N", k]),
-            helper.make_tensor_value_info("p_correct", TensorProto.FLOAT, ["N", g]),
-        ],
+        outputs,
         initializer=inits,
     )
     proto = helper.make_model(

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from signals.irt.family import FamilyPrior, fit_prior
 from signals.irt.knn_memory import KnnMemory
 
 Array = np.ndarray
@@ -59,6 +60,13 @@ class IRTConfig:
     # where configurations disagree). BCE alone is dominated by item difficulty; routing
     # depends on the configurations' differences within an item, which this term targets.
     rank_weight: float = 1.0
+    # Task-family prior (signals/irt/family.py): P = (1-α)·P + α·π(e)·A, with π a
+    # classifier over the training data's benchmarks (regularisation C, temperature T) and
+    # A each configuration's mean score per benchmark. 0 turns it off; `irtgate train`
+    # chooses the three by cross-validation.
+    family_blend: float = 0.0
+    family_c: float = 1.0
+    family_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -77,6 +85,10 @@ class IRTConfig:
             raise ValueError(f"knn_p_k must be >= 1, got {self.knn_p_k}")
         if self.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
+        if not 0.0 <= self.family_blend <= 1.0:
+            raise ValueError(f"family_blend must be in [0, 1], got {self.family_blend}")
+        if self.family_c <= 0 or self.family_temperature <= 0:
+            raise ValueError("family_c and family_temperature must be > 0")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -290,6 +302,7 @@ class IRTModel:
     """2PL MIRT router model; implements the evaluation ``Method`` protocol."""
 
     name = "irtgate"
+    uses_groups = True  # fit() takes each item's benchmark (for the family prior)
 
     def __init__(self, config: IRTConfig | None = None, **overrides: Any) -> None:
         base = config or IRTConfig()
@@ -300,6 +313,7 @@ class IRTModel:
         self.train_embeddings: Array | None = None
         self.train_scores: Array | None = None
         self._memory: tuple[Array, KnnMemory] | None = None
+        self.family: FamilyPrior | None = None
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -308,11 +322,14 @@ class IRTModel:
         Y: Array,
         costs: Array | None = None,
         progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
+        *,
+        groups: Array | None = None,
     ) -> None:
         """Fit on embeddings ``X`` (n, d) and scores ``Y`` (n, G), NaN = unknown.
 
         ``costs`` is accepted for the protocol and ignored: the model predicts correctness;
-        cost enters at selection time.
+        cost enters at selection time. ``groups`` (n,) are the items' benchmarks, which the
+        family prior needs; without them, or with fewer than two, it stays off.
         """
         del costs
         X = np.asarray(X, dtype=np.float64)
@@ -365,6 +382,18 @@ class IRTModel:
             self.train_scores = np.asarray(Y, dtype=np.float16).astype(np.float32)
         else:
             self.train_embeddings = self.train_scores = None
+        self.family = None
+        if cfg.family_blend > 0 and groups is not None and len(np.unique(groups)) >= 2:
+            if len(groups) != n:
+                raise ValueError(f"groups must have one label per item ({n}), got {len(groups)}")
+            self.family = fit_prior(
+                X,
+                Y,
+                np.asarray(groups),
+                self.predict(X),
+                C=cfg.family_c,
+                temperature=cfg.family_temperature,
+            )
 
     # -- inference ------------------------------------------------------------------------
     def _require(self) -> Params:
@@ -408,12 +437,14 @@ class IRTModel:
         P = self.predict_irt(X)
         beta = self.config.knn_p_blend
         memory = self.knn_memory()
-        if beta <= 0 or memory is None or self.train_scores is None:
-            return P
-        idx = memory.top_k(np.asarray(X), self.config.knn_p_k)
-        P_knn = knn_scores(self.train_scores.astype(np.float64), idx, P)
-        out: Array = (1.0 - beta) * P + beta * P_knn
-        return out
+        if beta > 0 and memory is not None and self.train_scores is not None:
+            idx = memory.top_k(np.asarray(X), self.config.knn_p_k)
+            P_knn = knn_scores(self.train_scores.astype(np.float64), idx, P)
+            P = (1.0 - beta) * P + beta * P_knn
+        if self.family is not None:
+            alpha = self.config.family_blend
+            P = (1.0 - alpha) * P + alpha * self.family.p(X)
+        return P
 
     @property
     def abilities(self) -> Array:

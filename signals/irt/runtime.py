@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_ROUTER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "routers" / "default"
 HEADS_FILE = "heads.onnx"
 CARD_FILE = "router.yaml"
+_OUTPUTS = ["difficulty", "discrimination", "p_correct"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class Prediction:
     difficulty: float
     discrimination: float
     p: Mapping[str, float]  # configuration -> P(correct)
+    # Training benchmark -> posterior that the query is of that kind (empty when the router
+    # has no family prior). Names come from the training data, never from the request.
+    family: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def best(self) -> str:
         """The configuration most likely to answer correctly (cost ignored)."""
@@ -83,6 +87,19 @@ class IRTRouter:
                 f"{directory}: graph predicts {out_p.shape[1]} configurations, "
                 f"card lists {len(self.configs)}"
             )
+        self.families: tuple[str, ...] = ()
+        out_f = next((o for o in session.get_outputs() if o.name == "family"), None)
+        if out_f is not None:
+            fp = card.get("family_prior")
+            names = fp.get("families") if isinstance(fp, Mapping) else None
+            if not isinstance(names, list) or not all(isinstance(n, Mapping) for n in names):
+                raise RouterLoadError(f"{directory / CARD_FILE}: card has no family_prior list")
+            self.families = tuple(str(n.get("name")) for n in names)
+            if isinstance(out_f.shape[1], int) and out_f.shape[1] != len(self.families):
+                raise RouterLoadError(
+                    f"{directory}: graph has {out_f.shape[1]} families, "
+                    f"card lists {len(self.families)}"
+                )
         self._embedder: RequestEmbedder | None = None
         self._embedder_lock = threading.Lock()
 
@@ -121,18 +138,10 @@ class IRTRouter:
         """Difficulty (n,), discrimination norm (n,), P (n, G) for embeddings (n, d)."""
         import numpy as np
 
-        x = np.asarray(embeddings, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"embeddings must have shape (n, {self.dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("embeddings contain NaN or infinite values")
-        diff, disc, p = self._session.run(None, {"embedding": x})
+        diff, disc, p = self._session.run(_OUTPUTS, {"embedding": self._input(embeddings)})
         return diff, np.linalg.norm(disc, axis=1), p
 
-    def predict_full(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like :meth:`predict_batch` but with the full k-dim discrimination (n, k)."""
+    def _input(self, embeddings: np.ndarray) -> np.ndarray:
         import numpy as np
 
         x = np.asarray(embeddings, dtype=np.float32)
@@ -140,19 +149,37 @@ class IRTRouter:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"embeddings must have shape (n, {self.dim}), got {x.shape}")
-        diff, disc, p = self._session.run(None, {"embedding": x})
+        if not np.all(np.isfinite(x)):
+            raise ValueError("embeddings contain NaN or infinite values")
+        return x
+
+    def predict_full(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`predict_batch` but with the full k-dim discrimination (n, k)."""
+        diff, disc, p = self._session.run(_OUTPUTS, {"embedding": self._input(embeddings)})
         return diff, disc, p
 
+    def family_posterior(self, embeddings: np.ndarray) -> np.ndarray | None:
+        """(n, F) posterior over :attr:`families`, or None without a family prior."""
+        if not self.families:
+            return None
+        out: np.ndarray = self._session.run(["family"], {"embedding": self._input(embeddings)})[0]
+        return out
+
     def predict(self, embedding: np.ndarray) -> Prediction:
-        """The read-out for one query embedding (d,) or (1, d)."""
-        diff, disc, p = self.predict_batch(embedding)
-        if diff.shape[0] != 1:
-            raise ValueError(f"predict takes one embedding, got {diff.shape[0]}")
-        row = p[0]
+        """The read-out for one query embedding (d,) or (1, d), in one session run."""
+        import numpy as np
+
+        x = self._input(embedding)
+        if x.shape[0] != 1:
+            raise ValueError(f"predict takes one embedding, got {x.shape[0]}")
+        names = _OUTPUTS + (["family"] if self.families else [])
+        diff, disc, p, *post = self._session.run(names, {"embedding": x})
+        family = {f: float(post[0][0, i]) for i, f in enumerate(self.families)} if post else {}
         return Prediction(
             difficulty=float(diff[0]),
-            discrimination=float(disc[0]),
-            p=MappingProxyType({c: float(row[i]) for i, c in enumerate(self.configs)}),
+            discrimination=float(np.linalg.norm(disc[0])),
+            p=MappingProxyType({c: float(p[0, i]) for i, c in enumerate(self.configs)}),
+            family=MappingProxyType(family),
         )
 
     # -- the encoder it was trained with ---------------------------------------------------

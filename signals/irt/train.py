@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from signals.irt.card import build_card, configurations_section, file_sha256
+from signals.irt import family
+from signals.irt.card import build_card, configurations_section, family_section, file_sha256
 from signals.irt.data import RoutingData, load_routing_data, random_split, train_test_split
 from signals.irt.export import difficulty_from, export_router
 from signals.irt.model import IRTConfig, IRTModel
@@ -126,6 +127,23 @@ def pick(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
     return {k: best[k] for k in keys}
 
 
+def choose_family(
+    X: np.ndarray,
+    train: RoutingData,
+    cfg: IRTConfig,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The family prior's blend, regularisation and temperature, by cross-validation on the
+    training items (:func:`signals.irt.family.choose`) around the chosen IRT model."""
+
+    def fit_model(Xf: np.ndarray, Yf: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        m = IRTModel(cfg, family_blend=0.0)
+        m.fit(Xf, Yf)
+        return m.predict
+
+    return family.choose(fit_model, X, train.scores, train.benchmarks, on_step=on_step)
+
+
 def train_router(
     data_paths: Sequence[Path],
     out_dir: Path,
@@ -139,6 +157,7 @@ def train_router(
     progress: bool = True,
     log: Callable[[str], None] = print,
     notes: Sequence[str] = (),
+    family: bool = True,
 ) -> TrainResult:
     """The whole pipeline; returns the fitted model and the card written to ``out_dir``."""
     t_start = time.perf_counter()
@@ -166,6 +185,13 @@ def train_router(
     rows = sweep(Xtr, train, grid, base, seed=seed, on_step=lambda r: log(f"  sweep {r}"))
     chosen = pick(rows, ("k", "hidden"))
     log(f"chosen {chosen}")
+    fam_cv: list[dict[str, Any]] = []
+    if family and len(np.unique(train.benchmarks)) >= 2:
+        fam_choice, fam_cv = choose_family(
+            Xtr, train, IRTConfig(**{**base.as_dict(), **chosen}), on_step=log
+        )
+        chosen = {**chosen, **fam_choice}
+        log(f"family prior {fam_choice}")
 
     model = IRTModel(base, **chosen)
     bar: Progress | None = None
@@ -175,7 +201,7 @@ def train_router(
         def bar(it: Iterator[int]) -> Iterator[int]:
             return iter(tqdm(it, total=model.config.max_epochs, desc="training", unit="epoch"))
 
-    model.fit(Xtr, train.scores, progress=bar)
+    model.fit(Xtr, train.scores, progress=bar, groups=train.benchmarks)
     P = model.predict(Xte)
     metrics: dict[str, Any] = {
         "test_items": len(test),
@@ -222,6 +248,14 @@ def train_router(
         validation_sweep=rows,
         metrics=metrics,
         notes=list(notes),
+        family_prior=None
+        if model.family is None
+        else family_section(
+            model.family,
+            data.configs,
+            {k: v for k, v in chosen.items() if k.startswith("family_")},
+            fam_cv,
+        ),
     )
     export_router(model, out_dir, configs=data.configs, card=card)
     log(f"wrote {out_dir}")

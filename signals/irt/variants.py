@@ -45,9 +45,16 @@ class MeanEnsemble:
         self.name = name
         self.members = list(members)
 
-    def fit(self, X: Array, Y: Array, costs: Array | None = None) -> None:
+    uses_groups = True
+
+    def fit(
+        self, X: Array, Y: Array, costs: Array | None = None, *, groups: Array | None = None
+    ) -> None:
         for m in self.members:
-            m.fit(X, Y, costs)
+            if getattr(m, "uses_groups", False):
+                m.fit(X, Y, costs, groups=groups)
+            else:
+                m.fit(X, Y, costs)
 
     def predict(self, X: Array) -> Array:
         out: Array = np.mean([np.asarray(m.predict(X), dtype=np.float64) for m in self.members], 0)
@@ -77,15 +84,20 @@ class CVBlendIRT:
         self.cv_table: dict[tuple[int, float], float] = {}
         self.model: IRTModel | None = None
 
-    def fit(self, X: Array, Y: Array, costs: Array | None = None) -> None:
+    uses_groups = True
+
+    def fit(
+        self, X: Array, Y: Array, costs: Array | None = None, *, groups: Array | None = None
+    ) -> None:
         del costs
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
+        grp = None if groups is None else np.asarray(groups)
         fold = np.random.default_rng(self.seed).permutation(len(X)) % self.folds
         sums: dict[tuple[int, float], list[float]] = {}
         for f in range(self.folds):
             fi, vi = np.where(fold != f)[0], np.where(fold == f)[0]
-            m = IRTModel(**{**self.hyper, "knn_p_blend": 0.0})
+            m = IRTModel(**{**self.hyper, "knn_p_blend": 0.0, "family_blend": 0.0})
             m.fit(X[fi], Y[fi])
             P = m.predict(X[vi])
             for k in self.ks:
@@ -99,7 +111,7 @@ class CVBlendIRT:
         k, b = max(self.cv_table, key=lambda kb: (round(self.cv_table[kb], 12), -kb[1], -kb[0]))
         self.chosen = {"knn_p_k": k, "knn_p_blend": b}
         self.model = IRTModel(**{**self.hyper, **self.chosen})
-        self.model.fit(X, Y)
+        self.model.fit(X, Y, groups=grp)
 
     def predict(self, X: Array) -> Array:
         if self.model is None:
@@ -145,7 +157,11 @@ class PlattIRT:
         self.model: IRTModel | None = None
         self.ab: Array | None = None  # (G, 2)
 
-    def fit(self, X: Array, Y: Array, costs: Array | None = None) -> None:
+    uses_groups = True
+
+    def fit(
+        self, X: Array, Y: Array, costs: Array | None = None, *, groups: Array | None = None
+    ) -> None:
         del costs
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
@@ -153,7 +169,7 @@ class PlattIRT:
         n_val = max(1, round(len(X) * self.val_frac))
         vi, fi = order[:n_val], order[n_val:]
         self.model = IRTModel(**self.hyper)
-        self.model.fit(X[fi], Y[fi])
+        self.model.fit(X[fi], Y[fi], groups=None if groups is None else np.asarray(groups)[fi])
         P = self.model.predict(X[vi])
         ab = np.tile([1.0, 0.0], (Y.shape[1], 1))
         for g in range(Y.shape[1]):

@@ -111,6 +111,35 @@ def test_train_route_and_calibrate_on_a_small_file(
     assert "no scores for configuration 'nope'" in capsys.readouterr().err
 
 
+def test_train_chooses_a_family_prior_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "toy.jsonl.gz"
+    _write_data(data, n=120)
+    # Two benchmarks: the maths/code prompts and the others.
+    with gzip.open(data, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    with gzip.open(data, "wt", encoding="utf-8") as f:
+        for r in rows:
+            r["benchmark"] = "hard" if r["scores"]["small"] == 0.0 else "easy"
+            f.write(json.dumps(r) + "\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "a"), "--k", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "family prior {'family_blend': " in log
+    card = yaml.safe_load((tmp_path / "a" / "router.yaml").read_text())
+    blend = card["hyperparameters"]["family_blend"]
+    # The card shows the prior exactly when cross-validation kept it.
+    assert ("family_prior" in card) == (blend > 0)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--k", "2", "--no-family"]
+    assert main(argv) == 0
+    assert "family prior" not in capsys.readouterr().out
+    card = yaml.safe_load((tmp_path / "b" / "router.yaml").read_text())
+    assert "family_prior" not in card and card["hyperparameters"]["family_blend"] == 0.0
+
+
 def test_train_rejects_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such data file" in capsys.readouterr().err
