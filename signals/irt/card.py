@@ -171,12 +171,14 @@ def render_card(card: Mapping[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"family prior (blend {fp.get('family_blend')}, temperature "
-            f"{fp.get('family_temperature')}): mean score per training benchmark, best first"
+            f"{fp.get('family_temperature')}): mean score per training benchmark, best first; "
+            "* = no score in the data, the model's mean P"
         )
         for fam in fp["families"]:
             ms = fam.get("mean_score", {})
+            pred = set(fam.get("predicted", []))
             top = sorted(ms.items(), key=lambda kv: -float(kv[1]))[:3]
-            best = ", ".join(f"{c} {float(v):.2f}" for c, v in top)
+            best = ", ".join(f"{c} {float(v):.2f}{'*' if c in pred else ''}" for c, v in top)
             lines.append(f"  {fam.get('name')} ({fam.get('train_items')} items): {best}")
     met = card.get("metrics", {})
     if met:

@@ -64,15 +64,22 @@ class Method(Protocol):
 def irt_method(hyperparameters: dict[str, Any] | None = None) -> Method | None:
     """irtgate's IRT model if its module is present, else None (evaluation runs without it).
 
-    ``hyperparameters`` (e.g. a router card's) are passed on where the model knows them.
+    ``hyperparameters`` (e.g. a router card's) are passed on where the model knows them,
+    except the family prior's, which are chosen on the training items as ``irtgate train``
+    chooses them.
     """
     try:
-        from signals.irt.model import IRTConfig, IRTModel
+        from signals.irt.model import IRTConfig
+        from signals.irt.train import FamilyCVIRT
     except ImportError:
         return None
     known = {f.name for f in fields(IRTConfig)}
-    hp = {k: v for k, v in (hyperparameters or {}).items() if k in known}
-    model: Method = IRTModel(**hp)
+    hp = {
+        k: v
+        for k, v in (hyperparameters or {}).items()
+        if k in known and not k.startswith("family_")
+    }
+    model: Method = FamilyCVIRT(**hp)
     return model
 
 

@@ -153,6 +153,15 @@ def _scores(
     return out
 
 
+def _comparable(Y: Array, held: Array) -> bool:
+    """Whether a held-out family can be routed by the rest: at least two of the
+    configurations scored on it are scored elsewhere too (a file whose candidates appear
+    nowhere else would only measure untrained abilities)."""
+    inside = (~np.isnan(Y[held])).any(axis=0)
+    outside = (~np.isnan(Y[~held])).any(axis=0)
+    return int((inside & outside).sum()) >= 2
+
+
 def choose(
     fit_model: FitModel,
     X: Array,
@@ -168,7 +177,9 @@ def choose(
     The score of a setting is the mean of two validation accuracies: ``folds``-fold
     cross-validation (queries like the training ones) and leave-one-family-out (each family
     held out in turn, the rest fitted: queries of an unseen kind, where a confident wrong
-    posterior hurts). Ties go to the smaller α. Returns the choice and the table.
+    posterior hurts); a family is left out of the latter when fewer than two of its
+    configurations are scored elsewhere. Ties go to the smaller α. Returns the choice and
+    the table.
     """
     X = np.asarray(X, dtype=np.float64)
     lab = np.asarray(labels).astype(str)
@@ -185,6 +196,8 @@ def choose(
     held: dict[tuple[float, float, float], list[float]] = {}
     if len(fams) >= 3:  # leaving one out must leave two families to classify between
         for fam in fams:
+            if not _comparable(Y, lab == fam):
+                continue
             for key, v in _scores(fit_model, X, Y, lab, lab != fam, lab == fam).items():
                 held.setdefault(key, []).append(v)
             if on_step is not None:

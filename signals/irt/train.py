@@ -129,19 +129,54 @@ def pick(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
 
 def choose_family(
     X: np.ndarray,
-    train: RoutingData,
+    Y: np.ndarray,
+    groups: np.ndarray,
     cfg: IRTConfig,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The family prior's blend, regularisation and temperature, by cross-validation on the
-    training items (:func:`signals.irt.family.choose`) around the chosen IRT model."""
+    training items (:func:`signals.irt.family.choose`) around the IRT model ``cfg``."""
 
     def fit_model(Xf: np.ndarray, Yf: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         m = IRTModel(cfg, family_blend=0.0)
         m.fit(Xf, Yf)
         return m.predict
 
-    return family.choose(fit_model, X, train.scores, train.benchmarks, on_step=on_step)
+    return family.choose(fit_model, X, Y, groups, on_step=on_step)
+
+
+class FamilyCVIRT:
+    """The IRT model with its family prior chosen as ``irtgate train`` chooses it (CV on the
+    training items, :func:`choose_family`); the other hyper-parameters are given. Implements
+    the evaluation ``Method`` protocol, so reports measure what training ships."""
+
+    name = "irtgate"
+    uses_groups = True
+
+    def __init__(self, config: IRTConfig | None = None, **overrides: Any) -> None:
+        self.config = IRTConfig(**{**(config or IRTConfig()).as_dict(), **overrides})
+        self.model: IRTModel | None = None
+        self.chosen: dict[str, float] = {}
+
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        costs: np.ndarray | None = None,
+        *,
+        groups: np.ndarray | None = None,
+    ) -> None:
+        del costs
+        self.chosen = {"family_blend": 0.0}
+        if groups is not None and len(np.unique(groups)) >= 2:
+            self.chosen, _ = choose_family(X, Y, groups, self.config)
+        self.model = IRTModel(self.config, **self.chosen)
+        self.model.fit(X, Y, groups=groups)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("FamilyCVIRT is not fitted")
+        return self.model.predict(X)
 
 
 def train_router(
@@ -188,7 +223,7 @@ def train_router(
     fam_cv: list[dict[str, Any]] = []
     if family and len(np.unique(train.benchmarks)) >= 2:
         fam_choice, fam_cv = choose_family(
-            Xtr, train, IRTConfig(**{**base.as_dict(), **chosen}), on_step=log
+            Xtr, train.scores, train.benchmarks, IRTConfig(**{**base.as_dict(), **chosen}), log
         )
         chosen = {**chosen, **fam_choice}
         log(f"family prior {fam_choice}")

@@ -221,3 +221,44 @@ def test_route_and_show_explain_the_family(
     out = capsys.readouterr().out
     assert "family prior (blend 0.5" in out
     assert "maths (40 items): strong 1.00" in out
+
+
+def test_family_cv_irt_is_what_training_ships() -> None:
+    from signals.irt.evaluate import irt_method
+    from signals.irt.train import FamilyCVIRT
+
+    X, Y, lab = _two_families()
+    m = irt_method({"k": 2, "max_epochs": 10, "knn_p_blend": 0.0, "family_blend": 0.9})
+    assert isinstance(m, FamilyCVIRT)
+    assert m.config.family_blend == 0.0  # a card's family settings are chosen again
+    m.fit(X, Y, None)  # no benchmarks: the plain model
+    assert m.chosen == {"family_blend": 0.0} and m.model is not None and m.model.family is None
+    m.fit(X, Y, None, groups=lab)
+    assert m.model is not None and m.model.config.family_blend == m.chosen["family_blend"]
+    assert set(m.chosen) == {"family_blend", "family_c", "family_temperature"}
+    assert m.predict(X).shape == (len(X), 3)
+
+
+def test_a_family_scored_by_its_own_configurations_is_not_held_out() -> None:
+    # Families "a" and "b" share configurations 0-2; family "z" is scored only by 3 and 4
+    # (like two files with different candidates), so routing it from the rest means nothing.
+    X, Y3, lab = _two_families(240)
+    rng = np.random.default_rng(1)
+    Y = np.full((300, 5), NAN)
+    Y[:240, :3] = Y3
+    Y[240:, 3:] = rng.random((60, 2)) < 0.5
+    Xz = rng.normal(size=(60, 6))
+    X = np.vstack([X, Xz / np.linalg.norm(Xz, axis=1, keepdims=True)])
+    lab = np.concatenate([lab, ["z"] * 60])
+    assert fam._comparable(Y, lab == "a") and not fam._comparable(Y, lab == "z")
+    held: list[str] = []
+
+    def fit_model(Xf: np.ndarray, Yf: np.ndarray):  # type: ignore[no-untyped-def]
+        return lambda Xq: np.full((len(Xq), 5), 0.5)
+
+    def step(msg: str) -> None:
+        if msg.endswith("held out"):
+            held.append(msg.split(": ")[1].split()[0])
+
+    fam.choose(fit_model, X, Y, lab, folds=2, on_step=step)
+    assert held == ["a", "b"]

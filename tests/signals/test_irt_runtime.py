@@ -106,6 +106,21 @@ def test_shipped_router_end_to_end_with_its_encoder() -> None:
 
     easy = ask("What is 2 + 2?")
     assert set(easy.p) == set(r.configs)
+    # The task-family prior says which training benchmark a query resembles.
+    assert easy.family and sum(easy.family.values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(easy.family) == set(r.families)
+
+    def resembles(text: str) -> str:
+        fam = ask(text).family
+        return max(fam, key=lambda f: fam[f])
+
+    assert resembles("Tom has 3 boxes with 12 apples each and eats 5. How many are left?") == (
+        "gsm8k"
+    )
+    assert resembles("运行中变压器温度最高的部分是\nA. 绕组\nB. 变压器油\n答案：") == "cmmlu"
+    assert resembles('def sort_by_length(words):\n    """Sort words by length."""\n') == (
+        "humaneval"
+    )
 
 
 def test_importing_runtime_is_light() -> None:
