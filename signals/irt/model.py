@@ -270,16 +270,6 @@ def _check_xy(X: Array, Y: Array | None = None) -> None:
             raise ValueError("scores must lie in [0, 1] (NaN for unknown)")
 
 
-def knn_indices(train: Array, X: Array, k: int, chunk: int = 2048) -> Array:
-    """Indices (n, k) of the ``k`` most cosine-similar rows of ``train`` for each row of X."""
-    k = min(k, train.shape[0])
-    out = np.empty((X.shape[0], k), dtype=np.int64)
-    for s in range(0, X.shape[0], chunk):
-        S = X[s : s + chunk] @ train.T
-        out[s : s + chunk] = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    return out
-
-
 def knn_scores(Y: Array, idx: Array, fallback: Array) -> Array:
     """Mean observed score of the neighbours ``idx`` (n, k) per configuration; where no
     neighbour has an observed score, ``fallback``."""

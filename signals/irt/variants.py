@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from signals.irt.model import IRTModel, knn_indices, knn_scores, sigmoid
+from signals.irt.knn_memory import KnnMemory
+from signals.irt.model import IRTModel, knn_scores, sigmoid
 
 Array = np.ndarray
 
@@ -100,8 +101,10 @@ class CVBlendIRT:
             m = IRTModel(**{**self.hyper, "knn_p_blend": 0.0, "family_blend": 0.0})
             m.fit(X[fi], Y[fi])
             P = m.predict(X[vi])
+            # The same int8 search the served graph runs (signals/irt/knn_memory.py).
+            memory = KnnMemory.of(X[fi].astype(np.float16).astype(np.float32))
             for k in self.ks:
-                Pk = knn_scores(Y[fi], knn_indices(X[fi], X[vi], k), P)
+                Pk = knn_scores(Y[fi], memory.top_k(X[vi], k), P)
                 for b in self.betas:
                     sums.setdefault((k, b), []).append(
                         mean_score_of_argmax((1 - b) * P + b * Pk, Y[vi])
