@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from signals.irt.model import sigmoid
+from signals.irt.irt_math import sigmoid
 
 
 class AdaptiveError(ValueError):

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from signals.irt.irt_math import sigmoid
 from signals.irt.knn_memory import KnnMemory
-from signals.irt.model import IRTModel, knn_scores, sigmoid
+from signals.irt.model import IRTModel, knn_scores
 
 Array = np.ndarray
 

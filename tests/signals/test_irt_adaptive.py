@@ -13,7 +13,7 @@ from signals.irt.adaptive import (
     estimate_map,
     prior_from,
 )
-from signals.irt.model import sigmoid
+from signals.irt.irt_math import sigmoid
 
 
 def _pool(n: int = 2000, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

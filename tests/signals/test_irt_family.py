@@ -160,7 +160,7 @@ def test_a_configuration_added_by_adaptive_testing_keeps_the_model_p(tmp_path: P
     ort = pytest.importorskip("onnxruntime")
     from signals.irt.adaptive import add_configuration
     from signals.irt.export import HEADS_FILE, export_router
-    from signals.irt.model import sigmoid
+    from signals.irt.irt_math import sigmoid
 
     X, Y, lab = _two_families()
     m = IRTModel(k=2, max_epochs=15, knn_p_blend=0.0, family_blend=0.5)

@@ -10,17 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from signals.irt.model import (
-    IRTConfig,
-    IRTModel,
-    Params,
-    heads,
-    init_params,
-    loss_and_grad,
-    prob,
-    sigmoid,
-    softplus,
-)
+from signals.irt.irt_math import Params, heads, loss_and_grad, prob, sigmoid, softplus
+from signals.irt.model import IRTConfig, IRTModel, init_params
 
 # The plain IRT model: no listwise term, no kNN score blend (those are tested separately).
 PURE: dict[str, Any] = {"rank_weight": 0.0, "knn_p_blend": 0.0}
