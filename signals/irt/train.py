@@ -173,10 +173,21 @@ class FamilyCVIRT:
         self.model = IRTModel(self.config, **self.chosen)
         self.model.fit(X, Y, groups=groups)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def _fitted(self) -> IRTModel:
         if self.model is None:
             raise RuntimeError("FamilyCVIRT is not fitted")
-        return self.model.predict(X)
+        return self.model
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self._fitted().predict(X)
+
+    # The IRT read-out, for the difficulty metrics.
+    def item_params(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._fitted().item_params(X)
+
+    @property
+    def abilities(self) -> np.ndarray:
+        return self._fitted().abilities
 
 
 def train_router(

@@ -237,6 +237,9 @@ def test_family_cv_irt_is_what_training_ships() -> None:
     assert m.model is not None and m.model.config.family_blend == m.chosen["family_blend"]
     assert set(m.chosen) == {"family_blend", "family_c", "family_temperature"}
     assert m.predict(X).shape == (len(X), 3)
+    a, b = m.item_params(X)  # the IRT read-out passes through, for the difficulty metrics
+    assert a.shape == (len(X), 2) and b.shape == (len(X),)
+    assert m.abilities.shape == (3, 2)
 
 
 def test_a_family_scored_by_its_own_configurations_is_not_held_out() -> None:
