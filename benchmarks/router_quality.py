@@ -361,7 +361,9 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
         "Operating points: 41 values of w with linear and Chebyshev selection, and the same",
         "values as targets for 'cheapest with P >= target'. `irtgate` is the IRT model",
         "retrained here on each protocol's training set with the shipped router's",
-        "hyper-parameters; `irtgate-shipped` is the default router as shipped (trained on the",
+        "hyper-parameters, its task-family prior chosen by cross-validation on that training",
+        "set as `irtgate train` chooses it; `irtgate-shipped` is the default router as shipped",
+        "(trained on the",
         "train splits of both files, so on more than RouterDC's five ID benchmarks).",
         "",
     ]
