@@ -10,6 +10,8 @@ Fields:
 * ``best`` (str): the configuration with that highest P (cost ignored).
 * ``p.<config>`` (float): P(correct) of each configuration of the router, by its name as in
   the router card, e.g. ``difficulty.p.gpt-4-1106-preview``.
+* ``family`` (str, only for routers with a task-family prior): the training benchmark the
+  query most resembles (``gsm8k``, ``mmlu``, ...), a name from the router card.
 
 It reads the request's embedding from the shared context (one encoder pass per request,
 shared with the domain signal) and the router from the start-up resources. The router
@@ -43,6 +45,10 @@ class DifficultySignal:
     def __init__(self, router: Any) -> None:
         self.router = router
         self._keys = tuple(f"p.{c}" for c in router.configs)
+        # For policy validation: the values the label fields can take.
+        self.labels: Mapping[str, tuple[str, ...]] = {"best": tuple(router.configs)}
+        if getattr(router, "families", ()):
+            self.labels = {**self.labels, "family": tuple(router.families)}
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
         try:
@@ -55,7 +61,7 @@ class DifficultySignal:
                 f"the router expects {self.router.dim} (trained with encoder "
                 f"{self.router.encoder_name!r})"
             )
-        diff, disc, p = self.router.predict_batch(emb)
+        diff, disc, p, post = self.router.predict_with_family(emb)
         row = p[0]
         best = int(row.argmax())
         out: dict[str, Value] = {
@@ -66,13 +72,17 @@ class DifficultySignal:
         }
         for key, v in zip(self._keys, row, strict=True):
             out[key] = float(v)
+        if post is not None:
+            out["family"] = self.router.families[int(post[0].argmax())]
         return out
 
 
-def _signal_class(configs: tuple[str, ...]) -> type[DifficultySignal]:
+def _signal_class(configs: tuple[str, ...], family: bool) -> type[DifficultySignal]:
     # The per-configuration fields depend on the loaded router, so each router gets a
     # subclass whose ``fields`` (what policies may reference) lists them.
     fields = dict(BASE_FIELDS)
+    if family:
+        fields["family"] = str
     ranges = dict(DifficultySignal.ranges)
     for c in configs:
         fields[f"p.{c}"] = float
@@ -100,4 +110,4 @@ def make_difficulty(params: Mapping[str, Any], resources: Resources) -> Difficul
             router = IRTRouter.load(Path(path) if path else None)
         except RouterLoadError as e:
             raise ValueError(f"difficulty: router: {e}") from e
-    return _signal_class(tuple(router.configs))(router)
+    return _signal_class(tuple(router.configs), bool(getattr(router, "families", ())))(router)

@@ -141,6 +141,17 @@ class IRTRouter:
         diff, disc, p = self._session.run(_OUTPUTS, {"embedding": self._input(embeddings)})
         return diff, np.linalg.norm(disc, axis=1), p
 
+    def predict_with_family(
+        self, embeddings: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`predict_batch` plus the (n, F) family posterior (None without a family
+        prior), in one session run."""
+        import numpy as np
+
+        names = _OUTPUTS + (["family"] if self.families else [])
+        diff, disc, p, *post = self._session.run(names, {"embedding": self._input(embeddings)})
+        return diff, np.linalg.norm(disc, axis=1), p, (post[0] if post else None)
+
     def _input(self, embeddings: np.ndarray) -> np.ndarray:
         import numpy as np
 

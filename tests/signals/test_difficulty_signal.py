@@ -40,6 +40,7 @@ def test_registered_and_fields_follow_the_router(router: IRTRouter) -> None:
         assert f in sig.fields
     for c in router.configs:
         assert sig.fields[f"p.{c}"] is float
+    assert sig.fields["family"] is str  # the default router has a task-family prior
 
 
 def test_values_match_the_router_and_use_one_encoder_pass(router: IRTRouter) -> None:
@@ -59,6 +60,7 @@ def test_values_match_the_router_and_use_one_encoder_pass(router: IRTRouter) -> 
     assert out["best"] == pred.best()
     for c in router.configs:
         assert out[f"p.{c}"] == pytest.approx(pred.p[c], abs=1e-6)
+    assert out["family"] == max(pred.family, key=lambda f: pred.family[f])
 
 
 def test_real_encoder_and_wrong_dimensions(router: IRTRouter) -> None:
@@ -72,6 +74,23 @@ def test_real_encoder_and_wrong_dimensions(router: IRTRouter) -> None:
         sig.compute(bad)
     with pytest.raises(RuntimeError, match="needs an encoder"):
         sig.compute(SignalContext(_req("x")))
+
+
+def test_a_router_without_a_family_prior_has_no_family_field(tmp_path: Path) -> None:
+    from signals.irt.export import export_router
+    from signals.irt.model import IRTModel
+
+    rng = np.random.default_rng(0)
+    m = IRTModel(k=2, max_epochs=5, knn_p_blend=0.0)
+    m.fit(rng.normal(size=(50, 8)), rng.random((50, 2)))
+    card = {"encoder": {"name": "static"}, "configurations": [{"name": "a"}, {"name": "b"}]}
+    export_router(m, tmp_path, configs=["a", "b"], card=card)
+    _, factory = registered()["difficulty"]
+    sig = factory({"router": str(tmp_path)}, Resources())
+    assert "family" not in sig.fields
+    vec = np.ones(8, dtype=np.float32)
+    out = sig.compute(SignalContext(_req("x"), embedder=_FixedEmbedder(vec)))
+    assert "family" not in out and out["best"] in ("a", "b")
 
 
 def test_bad_parameters(tmp_path: Path) -> None:
