@@ -136,23 +136,40 @@ class IRTRouter:
     # -- inference -------------------------------------------------------------------------
     def predict_batch(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Difficulty (n,), discrimination norm (n,), P (n, G) for embeddings (n, d)."""
-        import numpy as np
-
-        diff, disc, p = self._session.run(_OUTPUTS, {"embedding": self._input(embeddings)})
-        return diff, np.linalg.norm(disc, axis=1), p
+        diff, disc, p, _ = self.predict_with_family(embeddings)
+        return diff, disc, p
 
     def predict_with_family(
         self, embeddings: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """:meth:`predict_batch` plus the (n, F) family posterior (None without a family
-        prior), in one session run."""
+        """:meth:`predict_batch` plus the (n, F) posterior over :attr:`families` (None
+        without a family prior), in one session run."""
         import numpy as np
 
-        names = _OUTPUTS + (["family"] if self.families else [])
-        diff, disc, p, *post = self._session.run(names, {"embedding": self._input(embeddings)})
-        return diff, np.linalg.norm(disc, axis=1), p, (post[0] if post else None)
+        diff, disc, p, post = self._run(embeddings)
+        return diff, np.linalg.norm(disc, axis=1), p, post
 
-    def _input(self, embeddings: np.ndarray) -> np.ndarray:
+    def predict_full(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`predict_batch` but with the full k-dim discrimination (n, k)."""
+        diff, disc, p, _ = self._run(embeddings)
+        return diff, disc, p
+
+    def predict(self, embedding: np.ndarray) -> Prediction:
+        """The read-out for one query embedding (d,) or (1, d)."""
+        diff, disc, p, post = self.predict_with_family(embedding)
+        if diff.shape[0] != 1:
+            raise ValueError(f"predict takes one embedding, got {diff.shape[0]}")
+        family = {} if post is None else {f: float(post[0, i]) for i, f in enumerate(self.families)}
+        return Prediction(
+            difficulty=float(diff[0]),
+            discrimination=float(disc[0]),
+            p=MappingProxyType({c: float(p[0, i]) for i, c in enumerate(self.configs)}),
+            family=MappingProxyType(family),
+        )
+
+    def _run(
+        self, embeddings: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         import numpy as np
 
         x = np.asarray(embeddings, dtype=np.float32)
@@ -162,36 +179,9 @@ class IRTRouter:
             raise ValueError(f"embeddings must have shape (n, {self.dim}), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("embeddings contain NaN or infinite values")
-        return x
-
-    def predict_full(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like :meth:`predict_batch` but with the full k-dim discrimination (n, k)."""
-        diff, disc, p = self._session.run(_OUTPUTS, {"embedding": self._input(embeddings)})
-        return diff, disc, p
-
-    def family_posterior(self, embeddings: np.ndarray) -> np.ndarray | None:
-        """(n, F) posterior over :attr:`families`, or None without a family prior."""
-        if not self.families:
-            return None
-        out: np.ndarray = self._session.run(["family"], {"embedding": self._input(embeddings)})[0]
-        return out
-
-    def predict(self, embedding: np.ndarray) -> Prediction:
-        """The read-out for one query embedding (d,) or (1, d), in one session run."""
-        import numpy as np
-
-        x = self._input(embedding)
-        if x.shape[0] != 1:
-            raise ValueError(f"predict takes one embedding, got {x.shape[0]}")
         names = _OUTPUTS + (["family"] if self.families else [])
         diff, disc, p, *post = self._session.run(names, {"embedding": x})
-        family = {f: float(post[0][0, i]) for i, f in enumerate(self.families)} if post else {}
-        return Prediction(
-            difficulty=float(diff[0]),
-            discrimination=float(np.linalg.norm(disc[0])),
-            p=MappingProxyType({c: float(p[0, i]) for i, c in enumerate(self.configs)}),
-            family=MappingProxyType(family),
-        )
+        return diff, disc, p, (post[0] if post else None)
 
     # -- the encoder it was trained with ---------------------------------------------------
     def embedder(self) -> RequestEmbedder:
