@@ -4,6 +4,7 @@ cross-validation, and its ONNX export."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -265,3 +266,34 @@ def test_a_family_scored_by_its_own_configurations_is_not_held_out() -> None:
 
     fam.choose(fit_model, X, Y, lab, folds=2, on_step=step)
     assert held == ["a", "b"]
+
+
+def test_a_card_that_disagrees_with_the_graph_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    import yaml
+
+    from signals.irt.card import family_section
+    from signals.irt.export import CARD_FILE, export_router
+    from signals.irt.runtime import IRTRouter, RouterLoadError
+
+    X, Y, lab = _two_families()
+    m = IRTModel(k=2, max_epochs=5, knn_p_blend=0.0, family_blend=0.5)
+    m.fit(X, Y, groups=lab)
+    assert m.family is not None
+    configs = ["c0", "c1", "c2"]
+    prior = family_section(m.family, configs, {"family_blend": 0.5}, [])
+    card: dict[str, Any] = {
+        "encoder": {"name": "static"},
+        "configurations": [{"name": c} for c in configs],
+        "family_prior": prior,
+    }
+    export_router(m, tmp_path, configs=configs, card=card)
+    assert IRTRouter.load(tmp_path).families == ("a", "b")
+    prior["families"] = prior["families"][:1]
+    (tmp_path / CARD_FILE).write_text(yaml.safe_dump(card), encoding="utf-8")
+    with pytest.raises(RouterLoadError, match="graph has 2 families, card lists 1"):
+        IRTRouter.load(tmp_path)
+    del card["family_prior"]
+    (tmp_path / CARD_FILE).write_text(yaml.safe_dump(card), encoding="utf-8")
+    with pytest.raises(RouterLoadError, match="no family_prior list"):
+        IRTRouter.load(tmp_path)
