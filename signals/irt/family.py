@@ -23,10 +23,12 @@ query needs. α, the classifier's regularisation and T are chosen by cross-valid
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from signals.irt.metrics import routing_accuracy
 
 Array = np.ndarray
 
@@ -115,17 +117,6 @@ def fit_prior(
     )
 
 
-def routing_accuracy(P: Array, Y: Array, labels: Array) -> float:
-    """Mean score of the argmax configuration (known scores only), averaged per family."""
-    known = ~np.isnan(Y)
-    has = known.any(axis=1)
-    pick = np.where(known, P, -np.inf).argmax(axis=1)
-    got = np.where(has, Y[np.arange(len(Y)), pick], np.nan)
-    lab = np.asarray(labels).astype(str)
-    per = [np.nanmean(got[lab == f]) for f in np.unique(lab[has])]
-    return float(np.mean(per) * 100) if per else float("nan")
-
-
 # fit_model(X, Y) -> predict(X') -> P: the model the prior is blended into.
 FitModel = Callable[[Array, Array], Callable[[Array], Array]]
 
@@ -138,15 +129,10 @@ def _scores(
     P_fit, P_val = predict(X[fi]), predict(X[vi])
     out: dict[tuple[float, float, float], float] = {}
     for C in CS:
-        W, c, names = fit_classifier(X[fi], labels[fi], C)
-        table, _ = family_table(Y[fi], labels[fi], names, P_fit)
-        z0 = X[vi] @ W + c
+        prior = fit_prior(X[fi], Y[fi], labels[fi], P_fit, C=C, temperature=1.0)
         for T in TEMPERATURES:
-            z = z0 / T
-            z -= z.max(axis=1, keepdims=True)
-            post = np.exp(z)
-            post /= post.sum(axis=1, keepdims=True)
-            P_fam = post @ table
+            soft = replace(prior, W=prior.W / T, c=prior.c / T)
+            P_fam = soft.p(X[vi])
             for a in BLENDS:
                 P = (1 - a) * P_val + a * P_fam
                 out[(a, C, T)] = routing_accuracy(P, Y[vi], labels[vi])

@@ -208,3 +208,17 @@ def sweep_point(
     got = np.nan_to_num(scores[idx, choice], nan=0.0)
     acc = float(got.mean()) if len(got) else float("nan")
     return float(cost_matrix[idx, choice].sum()), acc
+
+
+def routing_accuracy(P: np.ndarray, Y: np.ndarray, benchmarks: np.ndarray) -> float:
+    """Mean score of the argmax configuration per benchmark, averaged (percent).
+
+    Only configurations with a known score for an item compete for it, so files with
+    different candidate sets can be mixed.
+    """
+    Pm = np.where(np.isnan(Y), -np.inf, P)
+    has = ~np.all(np.isnan(Y), axis=1)
+    ch = Pm.argmax(axis=1)
+    got = Y[np.arange(len(ch)), ch]
+    per = [got[has & (benchmarks == b)].mean() for b in np.unique(benchmarks[has])]
+    return float(np.mean(per) * 100) if per else float("nan")

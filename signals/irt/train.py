@@ -21,6 +21,7 @@ from signals.irt import family
 from signals.irt.card import build_card, configurations_section, family_section, file_sha256
 from signals.irt.data import RoutingData, load_routing_data, random_split, train_test_split
 from signals.irt.export import difficulty_from, export_router
+from signals.irt.metrics import routing_accuracy
 from signals.irt.model import IRTConfig, IRTModel
 
 Progress = Callable[[Iterator[int]], Iterator[int]]
@@ -32,20 +33,6 @@ class TrainResult:
     model: IRTModel
     card: dict[str, Any]
     sweep: list[dict[str, Any]] = field(default_factory=list)
-
-
-def routing_accuracy(P: np.ndarray, Y: np.ndarray, benchmarks: np.ndarray) -> float:
-    """Mean score of the argmax configuration per benchmark, averaged (percent).
-
-    Only configurations with a known score for an item compete for it, so files with
-    different candidate sets can be mixed.
-    """
-    Pm = np.where(np.isnan(Y), -np.inf, P)
-    has = ~np.all(np.isnan(Y), axis=1)
-    ch = Pm.argmax(axis=1)
-    got = Y[np.arange(len(ch)), ch]
-    per = [got[has & (benchmarks == b)].mean() for b in np.unique(benchmarks[has])]
-    return float(np.mean(per) * 100) if per else float("nan")
 
 
 def best_single(Y_train: np.ndarray, Y: np.ndarray, benchmarks: np.ndarray) -> float:
