@@ -77,14 +77,14 @@ class DifficultySignal:
         return out
 
 
-def _signal_class(configs: tuple[str, ...], family: bool) -> type[DifficultySignal]:
+def _signal_class(router: Any) -> type[DifficultySignal]:
     # The per-configuration fields depend on the loaded router, so each router gets a
     # subclass whose ``fields`` (what policies may reference) lists them.
     fields = dict(BASE_FIELDS)
-    if family:
+    if getattr(router, "families", ()):
         fields["family"] = str
     ranges = dict(DifficultySignal.ranges)
-    for c in configs:
+    for c in router.configs:
         fields[f"p.{c}"] = float
         ranges[f"p.{c}"] = (0.0, 1.0)
     return type("DifficultySignal", (DifficultySignal,), {"fields": fields, "ranges": ranges})
@@ -110,4 +110,4 @@ def make_difficulty(params: Mapping[str, Any], resources: Resources) -> Difficul
             router = IRTRouter.load(Path(path) if path else None)
         except RouterLoadError as e:
             raise ValueError(f"difficulty: router: {e}") from e
-    return _signal_class(tuple(router.configs), bool(getattr(router, "families", ())))(router)
+    return _signal_class(router)(router)

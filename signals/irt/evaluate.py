@@ -61,6 +61,17 @@ class Method(Protocol):
         """(n, G) predicted P(correct)."""
 
 
+def fit_method(
+    m: Method, X: np.ndarray, Y: np.ndarray, costs: np.ndarray | None, groups: np.ndarray | None
+) -> None:
+    """Fit ``m``, handing it the items' benchmarks when it takes them (``uses_groups``, e.g.
+    the IRT model for its family prior)."""
+    if getattr(m, "uses_groups", False):
+        m.fit(X, Y, costs, groups=groups)  # type: ignore[call-arg]
+    else:
+        m.fit(X, Y, costs)
+
+
 def irt_method(hyperparameters: dict[str, Any] | None = None) -> Method | None:
     """irtgate's IRT model if its module is present, else None (evaluation runs without it).
 
@@ -222,11 +233,13 @@ def evaluate(
         e: dict[str, Any] = {"kind": "predictor"}
         if not fitted:
             t0 = time.perf_counter()
-            costs = realized_costs(train.costs, expected, len(train))
-            if getattr(m, "uses_groups", False):  # e.g. the IRT model's family prior
-                m.fit(X_train, train.scores, costs, groups=train.benchmarks)
-            else:
-                m.fit(X_train, train.scores, costs)
+            fit_method(
+                m,
+                X_train,
+                train.scores,
+                realized_costs(train.costs, expected, len(train)),
+                train.benchmarks,
+            )
             e["fit_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         P = np.asarray(m.predict(X_test), dtype=np.float64)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from signals.irt.evaluate import fit_method
 from signals.irt.irt_math import sigmoid
 from signals.irt.knn_memory import KnnMemory
 from signals.irt.model import IRTModel, knn_scores
@@ -53,10 +54,7 @@ class MeanEnsemble:
         self, X: Array, Y: Array, costs: Array | None = None, *, groups: Array | None = None
     ) -> None:
         for m in self.members:
-            if getattr(m, "uses_groups", False):
-                m.fit(X, Y, costs, groups=groups)
-            else:
-                m.fit(X, Y, costs)
+            fit_method(m, X, Y, costs, groups)
 
     def predict(self, X: Array) -> Array:
         out: Array = np.mean([np.asarray(m.predict(X), dtype=np.float64) for m in self.members], 0)
