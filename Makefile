@@ -25,7 +25,7 @@ run: install
 
 test: install prometheus
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install
@@ -34,7 +34,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .
@@ -42,10 +42,10 @@ fmt: install
 
 # irtgate's own gRPC API (Decide). Generated code is committed; proto-check proves it is current.
 proto: install
-	$(PY) -m proto.generate
+	$(PY) -m irtgate.proto.generate
 
 proto-check: install
-	$(PY) -m proto.generate --check
+	$(PY) -m irtgate.proto.generate --check
 
 # Training and export extras (torch, transformers). Only for rebuilding artifacts.
 train-deps: install

@@ -217,10 +217,10 @@ def served(policy: Path | None, router: Path | None, rounds: int, n: int) -> dic
 
     ``policy`` None: the static decider, i.e. the gateway's own cost for the same requests.
     """
-    from server.envoy_config import EnvoyOptions, render
-    from server.envoy_process import EnvoyProcess
-    from server.settings import DeciderKind
-    from tests.e2e.harness import running_stack, stack_settings
+    from irtgate.server.envoy_config import EnvoyOptions, render
+    from irtgate.server.envoy_process import EnvoyProcess
+    from irtgate.server.settings import DeciderKind
+    from irtgate.server.testing import running_stack, stack_settings
 
     if policy is None:
         settings = stack_settings()
@@ -277,11 +277,11 @@ def in_process(policy: Path, router: Path | None, n: int) -> dict[str, Any]:
     """GatewayCore.decide timed exactly, without Envoy or gRPC (parse + decide + metrics)."""
     from prometheus_client import CollectorRegistry
 
-    from server.core import GatewayCore
-    from server.deciders import load_decider
-    from server.metrics import Metrics
-    from server.settings import DeciderKind, Settings
-    from signals.request import ApiKind
+    from irtgate.server.core import GatewayCore
+    from irtgate.server.deciders import load_decider
+    from irtgate.server.metrics import Metrics
+    from irtgate.server.settings import DeciderKind, Settings
+    from irtgate.signals.request import ApiKind
 
     s = Settings(
         decider=DeciderKind.POLICY, policy_path=policy, policy_watch=False, router_path=router
@@ -311,9 +311,9 @@ def in_process(policy: Path, router: Path | None, n: int) -> dict[str, Any]:
 
 def stand_in_minilm_router(out: Path) -> Path:
     """The default router's configurations with random heads on 384-d (minilm) inputs."""
-    from signals.irt.export import export_router
-    from signals.irt.model import IRTModel
-    from signals.irt.runtime import IRTRouter
+    from irtgate.lab.irt.export import export_router
+    from irtgate.lab.irt.model import IRTModel
+    from irtgate.signals.irt.runtime import IRTRouter
 
     default = IRTRouter.load(None)
     rng = np.random.default_rng(0)
@@ -328,9 +328,9 @@ def stand_in_minilm_router(out: Path) -> Path:
 
 
 def prompt_tokens() -> float:
-    from signals.base import SignalContext, registered
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.signals.base import SignalContext, registered
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     length = registered()["length"][1]({}, None)  # type: ignore[arg-type]
     counts = []

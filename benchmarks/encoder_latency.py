@@ -82,7 +82,7 @@ def summary(runs: tuple[list[float], list[float]]) -> dict[str, float]:
 def rss_after_load(name: str) -> float:
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from signals.encoders.load import load_encoder\n"
+        "from irtgate.signals.encoders.load import load_encoder\n"
         f"e = load_encoder({name!r}); e.encode(['warm up the session'])\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
     )
@@ -105,10 +105,10 @@ def main() -> None:
     args = parser.parse_args()
     repeat = 30 if args.quick else 200
 
-    from signals.encoders.load import load_encoder
-    from signals.encoders.minilm import MiniLMEncoder
-    from signals.encoders.static import StaticEncoder
-    from signals.encoders.tokenizer import load_tokenizer
+    from irtgate.signals.encoders.load import load_encoder
+    from irtgate.signals.encoders.minilm import MiniLMEncoder
+    from irtgate.signals.encoders.static import StaticEncoder
+    from irtgate.signals.encoders.tokenizer import load_tokenizer
 
     load_start = os.getloadavg()
     minilm = load_encoder("minilm")

@@ -112,9 +112,9 @@ def summarise(rounds: list[list[float]]) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from server.envoy_config import EnvoyOptions, render
-    from server.envoy_process import EnvoyProcess
-    from tests.e2e.harness import running_stack, stack_settings
+    from irtgate.server.envoy_config import EnvoyOptions, render
+    from irtgate.server.envoy_process import EnvoyProcess
+    from irtgate.server.testing import running_stack, stack_settings
 
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -21,9 +21,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from signals.pii import PATTERN_TYPES, PIIScanner, PIIType  # noqa: E402
-from signals.pii.names import ner_available  # noqa: E402
-from signals.pii.quality import TypeScore, load_cases, micro, score  # noqa: E402
+from irtgate.lab.pii_quality import TypeScore, load_cases, micro, score  # noqa: E402
+from irtgate.signals.pii import PATTERN_TYPES, PIIScanner, PIIType  # noqa: E402
+from irtgate.signals.pii.names import ner_available  # noqa: E402
 
 CASES = REPO / "tests" / "signals" / "data" / "pii_cases.jsonl"
 SHARED = REPO.parent / "shared" / "data"

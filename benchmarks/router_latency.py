@@ -89,15 +89,15 @@ def prompt(seed: int, n_words: int = 435) -> str:
 
 
 def _request(text: str) -> Any:
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     return LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText(text)),))
 
 
 def _stand_in_router(dim: int, like: Any, out: Path) -> Path:
-    from signals.irt.export import export_router
-    from signals.irt.model import IRTModel
+    from irtgate.lab.irt.export import export_router
+    from irtgate.lab.irt.model import IRTModel
 
     rng = np.random.default_rng(0)
     k = len(like.card["configurations"][0]["ability"])
@@ -170,11 +170,11 @@ _RSS_CODE = """
 import sys, numpy as np
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from signals.irt.runtime import IRTRouter
+from irtgate.signals.irt.runtime import IRTRouter
 r = IRTRouter.load({path})
 emb = r.embedder()
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 req = LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText({text!r})),))
 for _ in range(20):
     r.predict(emb.embed_request(req))
@@ -207,7 +207,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    from signals.irt.runtime import IRTRouter
+    from irtgate.signals.irt.runtime import IRTRouter
 
     default = IRTRouter.load()
     results: dict[str, Any] = {

@@ -58,7 +58,7 @@ def _irt_hyper() -> dict[str, Any]:
 def _methods(encoder: str, hyper: dict[str, Any], configs: tuple[str, ...]) -> list[Any]:
     """The learned methods, plus the shipped default router as it is when it was trained
     with this encoder (on the train splits of both files: not RouterDC's training set)."""
-    from signals.irt import evaluate as ev
+    from irtgate.lab.irt import evaluate as ev
 
     methods: list[Any] = ev.default_methods(irt_hyperparameters=hyper)
     if DEFAULT_ROUTER.is_file():
@@ -78,9 +78,9 @@ def _variant_methods(hyper: dict[str, Any]) -> list[Any]:
     Everything they choose, they choose on the training items."""
     from dataclasses import fields
 
-    from signals.irt import baselines as bl
-    from signals.irt import variants as va
-    from signals.irt.model import IRTConfig, IRTModel
+    from irtgate.lab.irt import baselines as bl
+    from irtgate.lab.irt import variants as va
+    from irtgate.lab.irt.model import IRTConfig, IRTModel
 
     known = {f.name for f in fields(IRTConfig)}
     hp = {k: v for k, v in hyper.items() if k in known}
@@ -136,11 +136,11 @@ def tried_variants(
     splits: RouterDC ID/OOD accuracy and the ARC cost figures per variant."""
     import numpy as np
 
-    from signals.encoders.cache import embed_corpus
-    from signals.encoders.fewshot import question_block
-    from signals.irt import evaluate as ev
-    from signals.irt.baselines import KNNRouter
-    from signals.irt.train import auc
+    from irtgate.lab.encoders.cache import embed_corpus
+    from irtgate.lab.encoders.fewshot import question_block
+    from irtgate.lab.irt import evaluate as ev
+    from irtgate.lab.irt.baselines import KNNRouter
+    from irtgate.lab.irt.train import auc
 
     train, test_id, test_ood, X_tr, X_id, X_ood = rdc
     a_tr, a_te, Xa_tr, Xa_te = arc
@@ -214,10 +214,10 @@ def tried_variants(
 
 
 def run(encoder: str, progress: bool, tried: bool = True) -> dict[str, Any]:
-    from signals.irt import evaluate as ev
-    from signals.irt.data import load_routing_data, routerdc_protocol, with_configs
-    from signals.irt.data import train_test_split as tts
-    from signals.irt.report import plot_fronts
+    from irtgate.lab.irt import evaluate as ev
+    from irtgate.lab.irt.data import load_routing_data, routerdc_protocol, with_configs
+    from irtgate.lab.irt.data import train_test_split as tts
+    from irtgate.lab.irt.report import plot_fronts
 
     out: dict[str, Any] = {"encoder": encoder, "irt_hyperparameters": _irt_hyper()}
     # -- RouterDC protocol ------------------------------------------------------------------
@@ -344,7 +344,7 @@ def _f(v: Any, fmt: str) -> str:
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
-    from signals.irt.report import render_markdown
+    from irtgate.lab.irt.report import render_markdown
 
     lines = [
         "# Router quality",

@@ -3,7 +3,7 @@
 A chain runs in two phases around candidate selection:
 
 1. ``before_select``: may narrow the candidates (``pii: restrict``) or refuse the request
-   by raising :class:`~signals.errors.ClientError` (``pii: block``).
+   by raising :class:`~irtgate.signals.errors.ClientError` (``pii: block``).
 2. ``apply``: after the choice, edits the working copy of the JSON body and the upstream
    request headers (redaction, system prompt, headers, and last the budget translator).
 
@@ -23,12 +23,12 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from signals.base import Resources, Value
-from signals.request import LLMRequest
+from irtgate.signals.base import Resources, Value
+from irtgate.signals.request import LLMRequest
 
 
 class Entry(Protocol):
-    """What a plugin may read of a catalog entry (``policies.spec.CatalogEntry``)."""
+    """What a plugin may read of a catalog entry (``irtgate.policies.spec.CatalogEntry``)."""
 
     @property
     def name(self) -> str: ...
@@ -101,7 +101,7 @@ def registered() -> Mapping[str, PluginKind]:
     import importlib
 
     for mod in ("pii", "system_prompt", "headers", "budget"):
-        importlib.import_module(f"plugins.{mod}")
+        importlib.import_module(f"irtgate.plugins.{mod}")
     return dict(_REGISTRY)
 
 

@@ -1,6 +1,6 @@
 """Where the text lives in each API's JSON body, for plugins that rewrite it.
 
-The three shapes irtgate understands (:class:`~signals.request.ApiKind`):
+The three shapes irtgate understands (:class:`~irtgate.signals.request.ApiKind`):
 
 - Chat Completions: ``messages[].content`` (a string or a list of parts with ``text``),
   tool call ``arguments``; system prompt = leading ``system``/``developer`` messages.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from signals.request import ApiKind
+from irtgate.signals.request import ApiKind
 
 # A slot is (container, key) such that container[key] is a str.
 Slot = tuple[Any, Any]

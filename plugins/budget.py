@@ -1,7 +1,7 @@
 """The budget translator: writes the chosen configuration's reasoning budget in the
 fields its provider family understands, and strips every other family's fields.
 
-Always the last plugin of a chain (added by :func:`plugins.base.build_chain`), so that no
+Always the last plugin of a chain (added by :func:`irtgate.plugins.base.build_chain`), so that no
 earlier plugin can reintroduce a reasoning field the chosen model does not accept.
 
 =============  ==================================================================
@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from plugins.base import Entry, Plugin, PluginState, register
-from signals.base import Resources
-from signals.request import ApiKind
+from irtgate.plugins.base import Entry, Plugin, PluginState, register
+from irtgate.signals.base import Resources
+from irtgate.signals.request import ApiKind
 
 # Room for the visible answer above an Anthropic thinking budget.
 ANTHROPIC_ANSWER_TOKENS = 1024

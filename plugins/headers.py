@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from plugins.base import Plugin, PluginState, register
-from signals.base import Resources
+from irtgate.plugins.base import Plugin, PluginState, register
+from irtgate.signals.base import Resources
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _FORBIDDEN = frozenset(

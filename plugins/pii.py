@@ -20,10 +20,10 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from plugins.base import Plugin, PluginState, register
-from plugins.bodies import rewrite_texts, text_slots
-from signals.base import Resources
-from signals.errors import NO_CANDIDATE, POLICY_BLOCKED
+from irtgate.plugins.base import Plugin, PluginState, register
+from irtgate.plugins.bodies import rewrite_texts, text_slots
+from irtgate.signals.base import Resources
+from irtgate.signals.errors import NO_CANDIDATE, POLICY_BLOCKED
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ Detector = Callable[[str], Sequence[FindingLike]]
 
 
 def default_detector() -> Detector:
-    """The PII signal's detector (signals.pii); imported lazily, it loads validators."""
-    from signals.pii import detect_all
+    """The PII signal's detector (irtgate.signals.pii); imported lazily, it loads validators."""
+    from irtgate.signals.pii import detect_all
 
     return detect_all
 

@@ -1,7 +1,7 @@
 """The ``system_prompt`` plugin: insert a system prompt before the client's, or replace it.
 
 Chat Completions get a leading ``system`` message, Responses get ``instructions``,
-Anthropic Messages get ``system``; see :func:`plugins.bodies.set_system_prompt`.
+Anthropic Messages get ``system``; see :func:`irtgate.plugins.bodies.set_system_prompt`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from plugins.base import Plugin, PluginState, register
-from plugins.bodies import set_system_prompt
-from signals.base import Resources
+from irtgate.plugins.base import Plugin, PluginState, register
+from irtgate.plugins.bodies import set_system_prompt
+from irtgate.signals.base import Resources
 
 
 class SystemPromptConfig(BaseModel):

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from plugins.base import Chain, build_chain
-from policies.conditions import FieldInfo, Node, check_leaf, guess_range
-from policies.errors import PathT, PolicyError, Problem, format_path
-from policies.loader import Salvage, Source, parse_yaml, salvage, validate_schema
-from policies.spec import (
+from irtgate.plugins.base import Chain, build_chain
+from irtgate.policies.conditions import FieldInfo, Node, check_leaf, guess_range
+from irtgate.policies.errors import PathT, PolicyError, Problem, format_path
+from irtgate.policies.loader import Salvage, Source, parse_yaml, salvage, validate_schema
+from irtgate.policies.spec import (
     CatalogEntry,
     Condition,
     DefaultDecision,
@@ -31,7 +31,7 @@ from policies.spec import (
     Policy,
     SignalSpec,
 )
-from signals.base import Resources, Signal, registered
+from irtgate.signals.base import Resources, Signal, registered
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.errors import PathT
-from policies.spec import Condition
-from signals.base import Value
+from irtgate.policies.errors import PathT
+from irtgate.policies.spec import Condition
+from irtgate.signals.base import Value
 
 # Reads one signal's values, computing it on first use; None when it failed.
 Lookup = Callable[[str], Mapping[str, Value] | None]

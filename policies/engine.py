@@ -1,4 +1,4 @@
-"""One decision for one request against one :class:`~policies.compile.Snapshot`.
+"""One decision for one request against one :class:`~irtgate.policies.compile.Snapshot`.
 
 Steps: resolve the requested model (routing alias, pinned catalog model, or unknown);
 evaluate decisions in order (highest ``priority`` first, equal priorities in file order;
@@ -17,13 +17,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from plugins.base import PluginState
-from policies.compile import CompiledDecision, Snapshot
-from policies.outcome import Choice, DecisionTrace, Outcome
-from policies.spec import CatalogEntry, Objective
-from signals.base import SignalContext, Value
-from signals.errors import NO_CANDIDATE, UNKNOWN_MODEL
-from signals.request import LLMRequest
+from irtgate.plugins.base import PluginState
+from irtgate.policies.compile import CompiledDecision, Snapshot
+from irtgate.policies.outcome import Choice, DecisionTrace, Outcome
+from irtgate.policies.spec import CatalogEntry, Objective
+from irtgate.signals.base import SignalContext, Value
+from irtgate.signals.errors import NO_CANDIDATE, UNKNOWN_MODEL
+from irtgate.signals.request import LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _computed_p(snap: Snapshot, sigs: _Signals, router: Any) -> dict[str, float]
 def _select(obj: Objective, p: list[float], cost: list[float]) -> int:
     import numpy as np
 
-    from signals.irt.selection import select_chebyshev, select_linear, select_target
+    from irtgate.signals.irt.selection import select_chebyshev, select_linear, select_target
 
     pa, ca = np.asarray(p, dtype=np.float64), np.asarray(cost, dtype=np.float64)
     if obj.method == "target":
@@ -245,7 +245,7 @@ def _trace_pii(
         trace.pii.update(acted)
         return
     # No pii plugin looked: report what the pii signal found, if it ran, as action "none".
-    from signals.pii import SCRATCH_KEY
+    from irtgate.signals.pii import SCRATCH_KEY
 
     per_msg = ctx.scratch.get(SCRATCH_KEY)
     if not per_msg:

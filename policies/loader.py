@@ -1,4 +1,4 @@
-"""YAML text -> :class:`~policies.spec.Policy`, with every error mapped to file:line: path.
+"""YAML text -> :class:`~irtgate.policies.spec.Policy`, with every error mapped to file:line: path.
 
 PyYAML's composed node tree keeps a line for every key and value. We walk it once to
 build ``path -> line`` (and to catch duplicate keys, which ``safe_load`` silently merges),
@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from policies.errors import PathT, PolicyError, Problem
-from policies.spec import Policy
+from irtgate.policies.errors import PathT, PolicyError, Problem
+from irtgate.policies.spec import Policy
 
 
 @dataclass(frozen=True)

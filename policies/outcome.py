@@ -1,9 +1,9 @@
 """What a decision produces, and the interface the gateway calls to get one.
 
 The gateway (``server/``) knows nothing about signals or policies: it hands a parsed
-:class:`~signals.request.LLMRequest` to a :class:`Decider` and applies the returned
+:class:`~irtgate.signals.request.LLMRequest` to a :class:`Decider` and applies the returned
 :class:`Outcome` (new body, headers, upstream). A decider raises
-:class:`~signals.errors.ClientError` to answer the client directly (400/403/...).
+:class:`~irtgate.signals.errors.ClientError` to answer the client directly (400/403/...).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from signals.base import Value
-from signals.request import LLMRequest
+from irtgate.signals.base import Value
+from irtgate.signals.request import LLMRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from policies.compile import Snapshot, compile_policy, digest
-from policies.engine import decide_sync
-from policies.errors import PolicyError, Problem
-from policies.loader import load_source
-from policies.outcome import DecisionTrace, Outcome
-from signals.base import Resources
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.policies.compile import Snapshot, compile_policy, digest
+from irtgate.policies.engine import decide_sync
+from irtgate.policies.errors import PolicyError, Problem
+from irtgate.policies.loader import load_source
+from irtgate.policies.outcome import DecisionTrace, Outcome
+from irtgate.signals.base import Resources
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def warm_up(snap: Snapshot) -> None:
 def default_resources() -> Resources:
     """The shipped default router and its encoder, or nothing if it is not available."""
     try:
-        from signals.irt.runtime import IRTRouter
+        from irtgate.signals.irt.runtime import IRTRouter
 
         router = IRTRouter.load(None)
         return Resources(embedder=router.embedder(), router=router)
@@ -68,7 +68,7 @@ def default_resources() -> Resources:
 
 
 class PolicyRuntime:
-    """Implements :class:`policies.outcome.Decider`."""
+    """Implements :class:`irtgate.policies.outcome.Decider`."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The policy JSON Schema, generated from :mod:`policies.spec` (the same definitions
+"""The policy JSON Schema, generated from :mod:`irtgate.policies.spec` (the same definitions
 the loader validates with). ``policies/schema.json`` is this output, committed for editors;
 a test keeps it current (regenerate: ``irtgate policy schema > policies/schema.json``)."""
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from policies.spec import Policy
+from irtgate.policies.spec import Policy
 
 SCHEMA_FILE = Path(__file__).with_name("schema.json")
 

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import model_validator as _model_validator
 
-from plugins.headers import HeadersConfig
-from plugins.pii import PiiConfig
-from plugins.system_prompt import SystemPromptConfig
+from irtgate.plugins.headers import HeadersConfig
+from irtgate.plugins.pii import PiiConfig
+from irtgate.plugins.system_prompt import SystemPromptConfig
 
 # Strict: YAML "5" is a string and stays one; a number where a name belongs is an error.
 _CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import decide_pb2 as decide__pb2
+from irtgate.proto import decide_pb2 as decide__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -9,7 +9,7 @@ For clients that do not run Envoy, for tools (`irtgate explain`) and for tests.
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1
-from proto import decide_pb2 as _decide_pb2
+from irtgate.proto import decide_pb2 as _decide_pb2
 import grpc as _grpc
 import sys
 import typing as _typing

@@ -1,7 +1,7 @@
 """Generate (or check) the Python code for irtgate's protos.
 
-    python -m proto.generate          # rewrite proto/irtgate/v1/*_pb2*.py(i)
-    python -m proto.generate --check  # exit 1 if the committed code is stale
+    python -m irtgate.proto.generate          # rewrite proto/irtgate/v1/*_pb2*.py(i)
+    python -m irtgate.proto.generate --check  # exit 1 if the committed code is stale
 
 Uses grpc_tools.protoc with the mypy-protobuf plugins, so the output is typed. The
 generated files are committed: installing irtgate never needs the code generator.
@@ -51,12 +51,12 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def _fix_imports(path: Path) -> None:
-    # protoc writes `import decide_pb2`; the modules are importable as `proto.decide_pb2`.
+    # protoc writes `import decide_pb2`; the modules are importable as `irtgate.proto.decide_pb2`.
     text = path.read_text()
     for proto in PROTOS:
         mod = proto.removesuffix(".proto") + "_pb2"
-        text = text.replace(f"\nimport {mod} as ", f"\nfrom proto import {mod} as ")
-        text = text.replace(f"\nimport {mod}\n", f"\nfrom proto import {mod}\n")
+        text = text.replace(f"\nimport {mod} as ", f"\nfrom irtgate.proto import {mod} as ")
+        text = text.replace(f"\nimport {mod}\n", f"\nfrom irtgate.proto import {mod}\n")
     if path.suffix == ".pyi":
         # mypy-protobuf's stubs trip two of our strict checks; the stubs are not ours to fix.
         text = '# mypy: disable-error-code="unused-ignore,overload-cannot-match"\n' + text

@@ -17,15 +17,15 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from policies.outcome import Decider
-from proto import decide_pb2_grpc
-from server.admin import admin_app
-from server.core import GatewayCore
-from server.decide_service import DecideService
-from server.deciders import check_upstreams
-from server.extproc import ExternalProcessor
-from server.metrics import Metrics
-from server.settings import Settings
+from irtgate.policies.outcome import Decider
+from irtgate.proto import decide_pb2_grpc
+from irtgate.server.admin import admin_app
+from irtgate.server.core import GatewayCore
+from irtgate.server.decide_service import DecideService
+from irtgate.server.deciders import check_upstreams
+from irtgate.server.extproc import ExternalProcessor
+from irtgate.server.metrics import Metrics
+from irtgate.server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Gate
 
     Loads everything heavy (policy, router, encoder) now, before anything listens.
     """
-    from server.deciders import load_decider
+    from irtgate.server.deciders import load_decider
 
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)

@@ -37,34 +37,49 @@ def version() -> None:
         typer.echo("unknown")
 
 
-_registered = False
+# The serving core's own command groups; each adds its commands to `app` when imported.
+_CORE_GROUPS = (
+    "irtgate.server.cli_gateway",
+    "irtgate.server.cli_router",
+    "irtgate.server.cli_policy",
+)
+# Entry-point group through which packages above the core (the lab) add commands.
+PLUGIN_GROUP = "irtgate.commands"
+_loaded: set[str] = set()
 
 
-def _register() -> None:
-    # Each module adds its commands to `app` (or a sub-typer) when imported.
-    global _registered
-    if _registered:
-        return
-    _registered = True
+def _register(command: str | None) -> None:
     import importlib
 
-    for mod in (
-        "server.cli_gateway",
-        "server.cli_router",
-        "server.cli_eval",
-        "server.cli_policy",
-    ):
-        try:
+    for mod in _CORE_GROUPS:
+        if mod not in _loaded:
+            _loaded.add(mod)
             importlib.import_module(mod).register(app)
-        except ModuleNotFoundError as e:  # a command group not written yet
-            if e.name != mod:
-                raise
+    # Plugins are loaded only when the command is not the core's own, so `irtgate serve`,
+    # `route` or `policy check` never import the lab or its dependencies.
+    if command is not None and command in _core_commands():
+        return
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.value not in _loaded:
+            _loaded.add(ep.value)
+            ep.load()(app)
+
+
+def _core_commands() -> set[str]:
+    names = {
+        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+        for c in app.registered_commands
+    }
+    names |= {g.name or "" for g in app.registered_groups}
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (defaults to ``sys.argv[1:]``); return the exit code."""
-    _register()
     args = list(sys.argv[1:] if argv is None else argv)
+    _register(next((a for a in args if not a.startswith("-")), None))
     try:
         app(args=args, prog_name="irtgate", standalone_mode=False)
     except SystemExit as e:  # typer/click exit paths

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from server.settings import (
+from irtgate.server.settings import (
     DeciderKind,
     DefaultChoice,
     FailMode,
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
 
-        from server.app import serve as run
+        from irtgate.server.app import serve as run
 
         settings = build_settings(**_options(locals()))
         _logging(log_level)
@@ -206,7 +206,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
 
-        from server.up import up as run
+        from irtgate.server.up import up as run
 
         settings = build_settings(**_options(locals()))
         _logging(log_level)
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         default_upstream: DefaultUpOpt = None,
     ) -> None:
         """Print the Envoy bootstrap YAML for these settings."""
-        from server.envoy_config import render_yaml
+        from irtgate.server.envoy_config import render_yaml
 
         settings = build_settings(**_options(locals()), need_route=False)
         typer.echo(render_yaml(settings), nl=False)

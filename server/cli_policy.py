@@ -13,15 +13,15 @@ policy_app = typer.Typer(
 
 
 def _resources(router: Path | None, no_router: bool) -> Any:
-    from signals.base import Resources
+    from irtgate.signals.base import Resources
 
     if no_router:
         return Resources()
     if router is None:
-        from policies.runtime import default_resources
+        from irtgate.policies.runtime import default_resources
 
         return default_resources()
-    from signals.irt.runtime import IRTRouter
+    from irtgate.signals.irt.runtime import IRTRouter
 
     r = IRTRouter.load(router)
     return Resources(embedder=r.embedder(), router=r)
@@ -46,9 +46,9 @@ def check(
     no_router: NoRouterOpt = False,
 ) -> None:
     """Validate a policy; print every error as file:line: path: message (exit 1)."""
-    from policies.compile import compile_policy
-    from policies.errors import PolicyError
-    from policies.loader import load_source
+    from irtgate.policies.compile import compile_policy
+    from irtgate.policies.errors import PolicyError
+    from irtgate.policies.loader import load_source
 
     try:
         label, text = load_source(file)
@@ -58,8 +58,8 @@ def check(
             typer.echo(str(p), err=True)
         n = len(e.problems)
         typer.echo(f"{file}: {n} error{'s' if n != 1 else ''}", err=True)
-        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
-    from policies.loader import parse_yaml
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by irtgate.server.cli.main
+    from irtgate.policies.loader import parse_yaml
 
     lines = parse_yaml(text, label)
     for name in snap.policy.signals:
@@ -74,7 +74,7 @@ def check(
 @policy_app.command("schema")
 def schema() -> None:
     """Print the policy JSON Schema (for editor completion and CI)."""
-    from policies.schema import schema_text
+    from irtgate.policies.schema import schema_text
 
     typer.echo(schema_text(), nl=False)
 
@@ -95,17 +95,17 @@ def explain(
     candidate, the choice and its expected cost."""
     import asyncio
 
-    from policies.errors import PolicyError
-    from policies.runtime import PolicyRuntime
-    from signals.errors import ClientError
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.policies.errors import PolicyError
+    from irtgate.policies.runtime import PolicyRuntime
+    from irtgate.signals.errors import ClientError
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     try:
         rt = PolicyRuntime.from_file(policy, resources=_resources(router, no_router), watch=False)
     except PolicyError as e:
         typer.echo(str(e), err=True)
-        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by irtgate.server.cli.main
     name = model or rt.aliases()[0]
     body = {"model": name, "messages": [{"role": "user", "content": text}]}
     req = LLMRequest(ApiKind.CHAT, name, (Message("user", PromptText(text)),), body=body)
@@ -113,7 +113,7 @@ def explain(
         out = asyncio.run(rt.decide(req))
     except ClientError as e:
         typer.echo(f"refused: {e.status} {e.code}: {e.message}")
-        raise SystemExit(1) from None  # typer.Exit codes are dropped by server.cli.main
+        raise SystemExit(1) from None  # typer.Exit codes are dropped by irtgate.server.cli.main
     ex = out.explanation
     typer.echo(f"policy    {rt.snapshot.file} ({ex.get('policy')})")
     typer.echo("signals")

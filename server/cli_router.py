@@ -1,4 +1,6 @@
-"""Router commands: ``train``, ``route``, ``calibrate`` and ``router show``.
+"""Router commands of the serving core: ``route`` and ``router show``.
+
+Training and calibration are the lab's (``irtgate.lab.cli_train``).
 
 Heavy imports (numpy, onnxruntime, the encoders) happen inside the commands.
 """
@@ -14,57 +16,10 @@ router_app = typer.Typer(help="Inspect trained routers.", no_args_is_help=True)
 
 
 def _fail(msg: str) -> SystemExit:
-    # SystemExit rather than typer.Exit: server.cli.main runs click with
+    # SystemExit rather than typer.Exit: irtgate.server.cli.main runs click with
     # standalone_mode=False, where typer.Exit's code would be dropped.
     typer.echo(f"error: {msg}", err=True)
     return SystemExit(2)
-
-
-def train(
-    data: Annotated[list[Path], typer.Option("--data", help="routing data file (repeatable)")],
-    out: Annotated[Path, typer.Option("--out", help="router directory to write")],
-    encoder: Annotated[str, typer.Option(help="static or minilm")] = "static",
-    k: Annotated[list[int] | None, typer.Option("--k", help="ability dims to sweep")] = None,
-    hidden: Annotated[
-        list[int] | None, typer.Option("--hidden", help="hidden units to sweep (0 = linear)")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    note: Annotated[
-        list[str] | None, typer.Option("--note", help="a note for the router card (repeatable)")
-    ] = None,
-    family: Annotated[
-        bool,
-        typer.Option(
-            "--family/--no-family",
-            help="choose a task-family prior by cross-validation (off: the IRT model alone)",
-        ),
-    ] = True,
-) -> None:
-    """Train an IRT router on routing data files and write it to OUT."""
-    from signals.irt.data import DataError
-    from signals.irt.model import IRTConfig
-    from signals.irt.train import train_router
-
-    for f in data:
-        if not f.is_file():
-            raise _fail(f"no such data file: {f}")
-    if encoder not in ("static", "minilm"):
-        raise _fail(f"unknown encoder {encoder!r}; expected static or minilm")
-    try:
-        train_router(
-            data,
-            out,
-            encoder=encoder,
-            ks=tuple(k or (8, 16, 32)),
-            hiddens=tuple(hidden or (0,)),
-            base=IRTConfig(seed=seed),
-            seed=seed,
-            log=typer.echo,
-            notes=tuple(note or ()),
-            family=family,
-        )
-    except (DataError, ValueError, RuntimeError) as e:
-        raise _fail(str(e)) from e
 
 
 def route(
@@ -80,10 +35,10 @@ def route(
     """Print difficulty, P(correct) per configuration, expected cost and the choice."""
     import numpy as np
 
-    from signals.irt.runtime import IRTRouter, RouterLoadError
-    from signals.irt.selection import normalize_costs, select_linear, select_target
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.signals.irt.runtime import IRTRouter, RouterLoadError
+    from irtgate.signals.irt.selection import normalize_costs, select_linear, select_target
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     if not 0.0 <= cost_weight <= 1.0:
         raise _fail("--cost-weight must be in [0, 1]")
@@ -117,37 +72,13 @@ def route(
     typer.echo(f"choice      {r.configs[choice]}  ({rule})")
 
 
-def calibrate(
-    router: Annotated[Path, typer.Option(help="router directory to extend")],
-    name: Annotated[str, typer.Option(help="name of the new configuration")],
-    answers: Annotated[Path, typer.Option(help="routing data file with the new config's scores")],
-    budget: Annotated[int, typer.Option(help="at most this many questions")] = 60,
-    out: Annotated[Path | None, typer.Option(help="write the extended router here")] = None,
-    cost: Annotated[float | None, typer.Option(help="expected cost per query, USD")] = None,
-) -> None:
-    """Estimate a new configuration's ability by adaptive testing (no retraining)."""
-    from signals.irt.adaptive import AdaptiveError, calibrate_from_file
-
-    try:
-        res = calibrate_from_file(
-            router, name, answers, budget=budget, out=out, cost=cost, log=typer.echo
-        )
-    except (AdaptiveError, ValueError, FileNotFoundError, RuntimeError) as e:
-        raise _fail(str(e)) from e
-    typer.echo(
-        f"{name}: {res.n_asked} questions, ability "
-        + " ".join(f"{v:+.2f}" for v in res.theta)
-        + f", posterior sd {res.posterior_sd:.3f}"
-    )
-
-
 @router_app.command("show")
 def show(
     directory: Annotated[Path | None, typer.Argument(help="router directory")] = None,
 ) -> None:
     """Print a router's card: configurations, abilities, training data, metrics."""
-    from signals.irt.card import render_card
-    from signals.irt.runtime import IRTRouter, RouterLoadError
+    from irtgate.signals.irt.card import render_card
+    from irtgate.signals.irt.runtime import IRTRouter, RouterLoadError
 
     try:
         r = IRTRouter.load(directory)
@@ -157,7 +88,5 @@ def show(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
     app.command("route")(route)
-    app.command("calibrate")(calibrate)
     app.add_typer(router_app, name="router")

@@ -1,7 +1,7 @@
 """The protocol-free part of the gateway: checks, the decision, and its bookkeeping.
 
 Both front doors (the ext_proc stream and the ``Decide`` RPC) call :class:`GatewayCore`;
-it returns a :class:`Verdict` or raises :class:`~signals.errors.ClientError`. Anything else
+it returns a :class:`Verdict` or raises :class:`~irtgate.signals.errors.ClientError`. Anything else
 raised inside is turned into ``INTERNAL`` here, so a crash costs one request, not the
 server. Metrics are counted here, exactly once per request.
 """
@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, cast
 
-from policies.outcome import Decider, DecisionTrace, Outcome, TracingDecider
-from server.metrics import Metrics
-from server.parse import api_for_path, parse_request
-from server.settings import Settings, UnknownModelMode
-from signals import errors
-from signals.base import Value
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest
+from irtgate.policies.outcome import Decider, DecisionTrace, Outcome, TracingDecider
+from irtgate.server.metrics import Metrics
+from irtgate.server.parse import api_for_path, parse_request
+from irtgate.server.settings import Settings, UnknownModelMode
+from irtgate.signals import errors
+from irtgate.signals.base import Value
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest
 
 log = logging.getLogger(__name__)
 

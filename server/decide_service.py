@@ -6,11 +6,11 @@ from typing import Final
 
 import grpc
 
-from proto import decide_pb2, decide_pb2_grpc
-from server.core import GatewayCore
-from server.parse import api_for_path
-from signals import errors
-from signals.errors import ClientError
+from irtgate.proto import decide_pb2, decide_pb2_grpc
+from irtgate.server.core import GatewayCore
+from irtgate.server.parse import api_for_path
+from irtgate.signals import errors
+from irtgate.signals.errors import ClientError
 
 _STATUS: Final = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

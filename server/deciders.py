@@ -1,4 +1,4 @@
-"""The one place that turns settings into a :class:`~policies.outcome.Decider`.
+"""The one place that turns settings into a :class:`~irtgate.policies.outcome.Decider`.
 
 The gateway only ever calls :func:`load_decider`; which decider it gets (the policy
 runtime, by default on the embedded ``policies/default.yaml``, or the static one) is
@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from policies.outcome import Decider
-from server.metrics import Metrics
-from server.settings import DeciderKind, Settings
-from signals.base import Resources
+from irtgate.policies.outcome import Decider
+from irtgate.server.metrics import Metrics
+from irtgate.server.settings import DeciderKind, Settings
+from irtgate.signals.base import Resources
 
 if TYPE_CHECKING:
-    from policies.runtime import PolicyRuntime
+    from irtgate.policies.runtime import PolicyRuntime
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def load_decider(settings: Settings, metrics: Metrics | None = None) -> Decider:
     encoder truncations. Without them nothing is counted (tools and some tests).
     """
     if settings.decider is DeciderKind.STATIC:
-        from server.static_decider import StaticDecider
+        from irtgate.server.static_decider import StaticDecider
 
         decider: Decider = StaticDecider.from_settings(settings)
     else:
@@ -50,7 +50,7 @@ def load_decider(settings: Settings, metrics: Metrics | None = None) -> Decider:
 
 
 def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
-    from policies.runtime import PolicyRuntime
+    from irtgate.policies.runtime import PolicyRuntime
 
     resources = policy_resources(metrics, settings.router_path)
     path = settings.policy_path
@@ -87,17 +87,17 @@ def policy_resources(metrics: Metrics | None, router_path: Path | None = None) -
     unknown and cost decides).
     """
     if router_path is None:
-        from policies.runtime import default_resources
+        from irtgate.policies.runtime import default_resources
 
         res = default_resources()
     else:
-        from signals.irt.runtime import IRTRouter
+        from irtgate.signals.irt.runtime import IRTRouter
 
         router = IRTRouter.load(router_path)
         res = Resources(embedder=router.embedder(), router=router)
     if metrics is None or res.router is None:
         return res
-    from signals.encoders.embedder import RequestEmbedder
+    from irtgate.signals.encoders.embedder import RequestEmbedder
 
     counter = metrics.encoder_truncations
     shared = res.router.embedder()  # the router's own, loaded once

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import yaml
 
-from server.settings import FailMode, Settings
+from irtgate.server.settings import FailMode, Settings
 
 T: Final = "type.googleapis.com/envoy.extensions"
 EXTPROC_CLUSTER: Final = "irtgate_extproc"

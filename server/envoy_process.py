@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import yaml
 
-from server.envoy_config import envoy_binary
+from irtgate.server.envoy_config import envoy_binary
 
 
 class EnvoyError(RuntimeError):

@@ -25,10 +25,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
-from server.core import GatewayCore, Verdict
-from signals import errors
-from signals.errors import ClientError
-from signals.request import ApiKind
+from irtgate.server.core import GatewayCore, Verdict
+from irtgate.signals import errors
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Wire formats → :class:`~signals.request.LLMRequest`.
+"""Wire formats → :class:`~irtgate.signals.request.LLMRequest`.
 
 Three request shapes are understood: OpenAI Chat Completions, OpenAI Responses and
 Anthropic Messages. Messages are flattened to text parts (wrapped in PromptText at once);
-non-text parts are only counted. Every rejection is a :class:`~signals.errors.ClientError`
+non-text parts are only counted. Every rejection is a :class:`~irtgate.signals.errors.ClientError`
 whose message names the offending field, never its content.
 """
 
@@ -12,10 +12,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from signals import errors
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals import errors
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 API_PATHS: Final = {
     "/v1/chat/completions": ApiKind.CHAT,

@@ -1,4 +1,4 @@
-"""Apply a :class:`~policies.outcome.Choice` to a request body: model and reasoning budget.
+"""Apply a :class:`~irtgate.policies.outcome.Choice` to a request body: model and reasoning budget.
 
 Deciders call :func:`apply_choice` to build ``Outcome.body``. Every field irtgate does
 not understand is kept as received. A budget is a label: an effort word (``low``,
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from policies.outcome import Choice
-from signals.request import ApiKind, LLMRequest
+from irtgate.policies.outcome import Choice
+from irtgate.signals.request import ApiKind, LLMRequest
 
 EFFORTS: Final = ("none", "minimal", "low", "medium", "high", "xhigh")
 # Anthropic takes a thinking token budget, not an effort word. These are round figures in

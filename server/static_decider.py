@@ -1,15 +1,15 @@
 """The placeholder decider: every routed request gets the configured default choice.
 
 It stands in for the policy engine so that the gateway path is complete and testable; it
-implements the same :class:`~policies.outcome.Decider` protocol.
+implements the same :class:`~irtgate.policies.outcome.Decider` protocol.
 """
 
 from __future__ import annotations
 
-from policies.outcome import Choice, Outcome
-from server.rewrite import apply_choice
-from server.settings import Settings
-from signals.request import LLMRequest
+from irtgate.policies.outcome import Choice, Outcome
+from irtgate.server.rewrite import apply_choice
+from irtgate.server.settings import Settings
+from irtgate.signals.request import LLMRequest
 
 
 class StaticDecider:

@@ -9,11 +9,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.app import build, wait_for_signal
-from server.demo_upstream import DemoConfig, DemoUpstream
-from server.envoy_config import render
-from server.envoy_process import EnvoyProcess
-from server.settings import DeciderKind, Settings
+from irtgate.server.app import build, wait_for_signal
+from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
+from irtgate.server.envoy_config import render
+from irtgate.server.envoy_process import EnvoyProcess
+from irtgate.server.settings import DeciderKind, Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from signals.request import LLMRequest
+from irtgate.signals.request import LLMRequest
 
 # A signal value: numbers, flags, labels, or a set of labels (e.g. PII types found).
 Value = float | int | bool | str | tuple[str, ...]
@@ -97,7 +97,7 @@ class Resources:
     """Heavy shared objects, loaded once at start-up and handed to signal factories."""
 
     embedder: EmbeddingSource | None = None
-    router: Any = None  # signals.irt.runtime.IRTRouter once loaded
+    router: Any = None  # irtgate.signals.irt.runtime.IRTRouter once loaded
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -129,7 +129,7 @@ def _load_builtin() -> None:
 
     for mod in ("length", "keyword", "language", "pii", "domain", "difficulty"):
         try:
-            importlib.import_module(f"signals.{mod}")
+            importlib.import_module(f"irtgate.signals.{mod}")
         except ModuleNotFoundError as e:  # a signal not written yet
-            if e.name != f"signals.{mod}":
+            if e.name != f"irtgate.signals.{mod}":
                 raise

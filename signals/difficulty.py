@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.base import Resources, SignalContext, Value, register
 
 BASE_FIELDS: Mapping[str, type] = {
     "difficulty": float,
@@ -101,7 +101,7 @@ def make_difficulty(params: Mapping[str, Any], resources: Resources) -> Difficul
     if "router" in params or router is None:
         from pathlib import Path
 
-        from signals.irt.runtime import IRTRouter, RouterLoadError
+        from irtgate.signals.irt.runtime import IRTRouter, RouterLoadError
 
         path = params.get("router")
         if path is not None and not isinstance(path, str):

@@ -1,7 +1,7 @@
 """The ``domain`` signal: the request's subject, one of the 14 MMLU-Pro categories.
 
 A linear head (``signals/artifacts/domain/<encoder>/head.onnx``, trained by
-``python -m signals.domain_train``) on the embedding the IRT router already computes:
+``python -m irtgate.lab.domain_train``) on the embedding the IRT router already computes:
 ``ctx.embedding()`` is shared, so the domain costs one 14 x d matrix product, not a second
 encoder pass. The head matches the encoder that produced the embedding; its card records the
 encoder's hash so a re-exported encoder is noticed.
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.base import Resources, SignalContext, Value, register
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DomainHead:
         if not card_path.is_file() or not head_path.is_file():
             raise ValueError(
                 f"path: {folder} has no trained domain head ({HEAD_FILE} + {CARD_FILE}); "
-                "run python -m signals.domain_train"
+                "run python -m irtgate.lab.domain_train"
             )
         self.card: dict[str, Any] = json.loads(card_path.read_text())
         self.labels: tuple[str, ...] = tuple(self.card["labels"])
@@ -85,7 +85,7 @@ def load_head(folder: Path) -> DomainHead:
 
 def _check_encoder_hash(head: DomainHead) -> None:
     """Warn when the shipped encoder is not the one the head was trained on."""
-    from signals.encoders.artifact import read_artifact, shipped_path
+    from irtgate.signals.encoders.artifact import read_artifact, shipped_path
 
     try:
         now = read_artifact(shipped_path(head.encoder), head.encoder).fingerprint
@@ -94,7 +94,7 @@ def _check_encoder_hash(head: DomainHead) -> None:
     if now != head.card["encoder"].get("hash"):
         log.warning(
             "domain head for %s was trained on encoder hash %s, shipped encoder is %s; "
-            "retrain with python -m signals.domain_train --encoder %s",
+            "retrain with python -m irtgate.lab.domain_train --encoder %s",
             head.encoder,
             head.card["encoder"].get("hash"),
             now,

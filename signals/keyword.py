@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.base import Resources, SignalContext, Value, register
 
 MAX_PATTERN_CHARS = 500
 MAX_LITERAL_CHARS = 200

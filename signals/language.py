@@ -7,7 +7,7 @@ removed from the model, so every answer is a two-letter code. ``und`` (undetermi
 returned for text with no linguistic content (numbers, symbols) or when the best language's
 probability is below ``min_confidence``.
 
-py3langid's model is used as is, but scored by :mod:`signals.langid_fast`: its per-byte
+py3langid's model is used as is, but scored by :mod:`irtgate.signals.langid_fast`: its per-byte
 Python walk replaced by array operations, with the same probabilities (~0.05-0.1 ms a call
 instead of ~0.2-0.5 ms), and the folding done with index arrays precomputed per model.
 """
@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from signals.base import Resources, SignalContext, Value, register
-from signals.langid_fast import FastIdentifier
+from irtgate.signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.langid_fast import FastIdentifier
 
 UNDETERMINED = "und"
 # py3langid's ISO 639-3 labels -> the ISO 639-1 macro-language they belong to.

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from signals.base import Resources, SignalContext, TokenIds, Value, register
-from signals.encoders.tokenizer import AsciiWordPiece, encode_many
-from signals.request import LLMRequest
+from irtgate.signals.base import Resources, SignalContext, TokenIds, Value, register
+from irtgate.signals.encoders.tokenizer import AsciiWordPiece, encode_many
+from irtgate.signals.request import LLMRequest
 
 _SHIPPED = Path(__file__).resolve().parent / "artifacts" / "encoders" / "minilm" / "tokenizer.json"
 _WHITESPACE = re.compile(r"\n|[ \t\u00a0]{2,}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from signals.text import PromptText
+from irtgate.signals.text import PromptText
 
 
 class ApiKind(StrEnum):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signals.encoders.base import ENCODER_NAMES, EncoderError
-from signals.encoders.window import TokenWindow
+from irtgate.signals.encoders.base import ENCODER_NAMES, EncoderError
+from irtgate.signals.encoders.window import TokenWindow
 
 META_FILE = "irtgate.json"
 SHIPPED = Path(__file__).resolve().parents[1] / "artifacts" / "encoders"

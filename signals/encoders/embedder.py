@@ -7,10 +7,10 @@ from typing import cast
 
 import numpy as np
 
-from signals.base import TokenIds
-from signals.encoders.base import CountingEncoder, Encoder
-from signals.request import LLMRequest
-from signals.text import PromptText
+from irtgate.signals.base import TokenIds
+from irtgate.signals.encoders.base import CountingEncoder, Encoder
+from irtgate.signals.request import LLMRequest
+from irtgate.signals.text import PromptText
 
 
 def request_text(request: LLMRequest) -> PromptText:
@@ -25,7 +25,7 @@ def request_text(request: LLMRequest) -> PromptText:
 
 
 class RequestEmbedder:
-    """Implements ``signals.base.EmbeddingSource`` on top of an :class:`Encoder`.
+    """Implements ``irtgate.signals.base.EmbeddingSource`` on top of an :class:`Encoder`.
 
     ``metrics_hook`` is called with the encoder's name each time a request's text was cut by
     the window, so the server can count truncations without seeing any text.

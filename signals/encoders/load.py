@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from signals.encoders.artifact import read_artifact, shipped_path
-from signals.encoders.base import ENCODER_NAMES, Encoder, EncoderError
+from irtgate.signals.encoders.artifact import read_artifact, shipped_path
+from irtgate.signals.encoders.base import ENCODER_NAMES, Encoder, EncoderError
 
 
 def load_encoder(name: str = "static", path: Path | None = None) -> Encoder:
@@ -18,9 +18,9 @@ def load_encoder(name: str = "static", path: Path | None = None) -> Encoder:
     path = Path(path) if path is not None else shipped_path(name)
     read_artifact(path, name)  # validates before any heavy import
     if name == "static":
-        from signals.encoders.static import StaticEncoder
+        from irtgate.signals.encoders.static import StaticEncoder
 
         return StaticEncoder(path)
-    from signals.encoders.minilm import MiniLMEncoder
+    from irtgate.signals.encoders.minilm import MiniLMEncoder
 
     return MiniLMEncoder(path)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from signals.encoders.artifact import ArtifactInfo, read_artifact
-from signals.encoders.base import EncoderError
-from signals.encoders.tokenizer import load_tokenizer, window_ids, window_reusing
+from irtgate.signals.encoders.artifact import ArtifactInfo, read_artifact
+from irtgate.signals.encoders.base import EncoderError
+from irtgate.signals.encoders.tokenizer import load_tokenizer, window_ids, window_reusing
 
 
 class StaticEncoder:
@@ -84,7 +84,7 @@ class StaticEncoder:
     ) -> tuple[np.ndarray, bool] | None:
         """``encode_counted([text])`` from the ids another ``tokenizer`` gave for the whole
         ``text`` (the length signal's), without tokenizing again; None when the result could
-        differ (see :func:`~signals.encoders.tokenizer.window_from_ids`)."""
+        differ (see :func:`~irtgate.signals.encoders.tokenizer.window_from_ids`)."""
         got = window_reusing(text, ids, tokenizer, self._tokenizer, self.window, self._unk)
         if got is None:
             return None

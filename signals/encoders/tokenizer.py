@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from signals.encoders.base import EncoderError
-from signals.encoders.window import _CHARS_PER_TOKEN_BOUND, TokenWindow
+from irtgate.signals.encoders.base import EncoderError
+from irtgate.signals.encoders.window import _CHARS_PER_TOKEN_BOUND, TokenWindow
 
 
 def load_tokenizer(path: Path) -> Any:

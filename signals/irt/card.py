@@ -65,7 +65,7 @@ def configurations_section(
 def family_section(
     prior: Any, configs: Sequence[str], chosen: Mapping[str, float], cv: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The task-family prior (:mod:`signals.irt.family`) for people: per training benchmark,
+    """The task-family prior (:mod:`irtgate.lab.irt.family`) for people: per training benchmark,
     each configuration's mean score there (``predicted`` marks entries that are the model's
     mean P because the data has no score), the chosen blend and the CV table behind it."""
     fams = []

@@ -15,7 +15,7 @@ on what else is in its batch:
   scale ``t`` is positive and the same for every row, so it cannot change the ranking and
   is left out.
 
-This module computes exactly what the exported graph computes (``signals.irt.export``), so
+This module computes exactly what the exported graph computes (``irtgate.lab.irt.export``), so
 evaluation measures what is served: the dot products are integers below 2**24, exact in
 float32 BLAS, and the scaling is the graph's own float32 multiply.
 """

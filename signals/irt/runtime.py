@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from signals.encoders.embedder import RequestEmbedder
+    from irtgate.signals.encoders.embedder import RequestEmbedder
 
 DEFAULT_ROUTER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "routers" / "default"
 HEADS_FILE = "heads.onnx"
@@ -188,8 +188,8 @@ class IRTRouter:
         """The request embedder for this router's encoder, loaded once and shared."""
         with self._embedder_lock:
             if self._embedder is None:
-                from signals.encoders.embedder import RequestEmbedder
-                from signals.encoders.load import load_encoder
+                from irtgate.signals.encoders.embedder import RequestEmbedder
+                from irtgate.signals.encoders.load import load_encoder
 
                 encoder = load_encoder(self.encoder_name)
                 if not self.encoder_matches():
@@ -207,7 +207,7 @@ class IRTRouter:
 
     def encoder_matches(self) -> bool:
         """Whether the shipped encoder artifact is the one this router was trained with."""
-        from signals.encoders.artifact import read_artifact, shipped_path
+        from irtgate.signals.encoders.artifact import read_artifact, shipped_path
 
         try:
             info = read_artifact(shipped_path(self.encoder_name), self.encoder_name)

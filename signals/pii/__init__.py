@@ -6,9 +6,9 @@ a ``confidence`` and a ``kind`` (e.g. ``aws_access_key``), and never the matched
 ``detect_all(text)`` is the same without the 0.5 confidence floor.
 """
 
-from signals.pii.scan import PIIScanner, detect_all, find_pii, parse_types
-from signals.pii.signal import SCRATCH_KEY, PIISignal, make_pii
-from signals.pii.types import PATTERN_TYPES, Finding, PIIType
+from irtgate.signals.pii.scan import PIIScanner, detect_all, find_pii, parse_types
+from irtgate.signals.pii.signal import SCRATCH_KEY, PIISignal, make_pii
+from irtgate.signals.pii.types import PATTERN_TYPES, Finding, PIIType
 
 __all__ = [
     "PATTERN_TYPES",

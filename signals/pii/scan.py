@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 
-from signals.pii import detectors, names, secrets
-from signals.pii.types import PATTERN_TYPES, Finding, PIIType
-from signals.text import PromptText
+from irtgate.signals.pii import detectors, names, secrets
+from irtgate.signals.pii.types import PATTERN_TYPES, Finding, PIIType
+from irtgate.signals.text import PromptText
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US",)

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from signals.pii.types import Finding, PIIType
+from irtgate.signals.pii.types import Finding, PIIType
 
 # (kind, literal hints, pattern): a pattern runs only if one of its hints occurs in the text;
 # a substring test costs ~1 us against ~60 us for a regex scan of a 500-token prompt.

@@ -8,9 +8,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from signals.base import Resources, SignalContext, Value, register
-from signals.pii.scan import DEFAULT_MIN_CONFIDENCE, DEFAULT_PHONE_REGIONS, PIIScanner
-from signals.pii.types import PATTERN_TYPES, Finding, PIIType
+from irtgate.signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.pii.scan import DEFAULT_MIN_CONFIDENCE, DEFAULT_PHONE_REGIONS, PIIScanner
+from irtgate.signals.pii.types import PATTERN_TYPES, Finding, PIIType
 
 # Where the findings of one request are left for the redaction plugin, keyed by message
 # index, so it does not scan the same text again: ctx.scratch[SCRATCH_KEY][i] -> findings.

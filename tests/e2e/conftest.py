@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.harness import active_stacks
+from irtgate.server.testing import active_stacks
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.settings import UnknownModelMode
-from tests.e2e.harness import Stack, running_stack, stack_settings
+from irtgate.server.settings import UnknownModelMode
+from irtgate.server.testing import Stack, running_stack, stack_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-bad-input")]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from policies.outcome import Outcome
-from server.settings import FailMode
-from server.static_decider import StaticDecider
-from signals.request import LLMRequest
-from tests.e2e.harness import Stack, running_stack, stack_settings
+from irtgate.policies.outcome import Outcome
+from irtgate.server.settings import FailMode
+from irtgate.server.static_decider import StaticDecider
+from irtgate.server.testing import Stack, running_stack, stack_settings
+from irtgate.signals.request import LLMRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-failures")]
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.settings import DeciderKind, Upstream
-from tests.e2e.harness import Stack, running_stack, stack_settings
+from irtgate.server.settings import DeciderKind, Upstream
+from irtgate.server.testing import Stack, running_stack, stack_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-policies")]
 
@@ -121,10 +121,10 @@ class Calibration:
 
 def calibrate() -> Calibration:
     """Signal values of the test prompts on the shipped router, and the policy's operands."""
-    from policies.runtime import default_resources
-    from signals.base import SignalContext, registered
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.policies.runtime import default_resources
+    from irtgate.signals.base import SignalContext, registered
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     res = default_resources()
     assert res.router is not None, "the shipped default router did not load"
@@ -313,7 +313,7 @@ def test_signal_metrics_are_exported(stack: Stack, client: httpx.Client) -> None
 def test_decide_rpc_gives_the_full_explanation_without_content(stack: Stack) -> None:
     import grpc
 
-    from proto import decide_pb2, decide_pb2_grpc
+    from irtgate.proto import decide_pb2, decide_pb2_grpc
 
     body = {"model": "auto", "messages": [{"role": "user", "content": PERSONAL}]}
     with grpc.insecure_channel(stack.grpc_target) as channel:

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.settings import DeciderKind
-from tests.e2e.harness import Stack, running_stack, stack_settings
+from irtgate.server.settings import DeciderKind
+from irtgate.server.testing import Stack, running_stack, stack_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-policy-reload")]
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Stack, running_stack, stack_settings
+from irtgate.server.testing import Stack, running_stack, stack_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-routing")]
 
@@ -169,7 +169,7 @@ def test_grpc_health_and_decide(stack: Stack, tmp_path: Path) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from proto import decide_pb2, decide_pb2_grpc
+    from irtgate.proto import decide_pb2, decide_pb2_grpc
 
     with grpc.insecure_channel(stack.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from plugins.budget import translate
-from signals.request import ApiKind
+from irtgate.plugins.budget import translate
+from irtgate.signals.request import ApiKind
 
 
 @dataclass

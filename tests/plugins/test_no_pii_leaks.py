@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from policies.compile import compile_policy
-from policies.engine import decide_sync
-from signals.errors import ClientError
+from irtgate.policies.compile import compile_policy
+from irtgate.policies.engine import decide_sync
+from irtgate.signals.errors import ClientError
 from tests.policies.fakes import chat
 
 SECRETS = [

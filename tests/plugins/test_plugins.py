@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from plugins.base import PluginState
-from plugins.bodies import set_system_prompt, text_slots
-from plugins.headers import HeadersConfig, HeadersPlugin
-from plugins.pii import PiiConfig, PiiPlugin, default_detector
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.plugins.base import PluginState
+from irtgate.plugins.bodies import set_system_prompt, text_slots
+from irtgate.plugins.headers import HeadersConfig, HeadersPlugin
+from irtgate.plugins.pii import PiiConfig, PiiPlugin, default_detector
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 EMAIL = "jane.roe@example.org"
 CARD = "4111 1111 1111 1111"

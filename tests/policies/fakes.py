@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from signals.base import Resources, SignalContext, Value, register, registered
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, Value, register, registered
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 CALLS: dict[str, int] = {}
 

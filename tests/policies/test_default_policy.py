@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from policies.engine import decide_sync
-from policies.runtime import PolicyRuntime
-from server.parse import parse_request
-from signals.request import ApiKind
+from irtgate.policies.engine import decide_sync
+from irtgate.policies.runtime import PolicyRuntime
+from irtgate.server.parse import parse_request
+from irtgate.signals.request import ApiKind
 
 pytestmark = pytest.mark.shared_data
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from policies.compile import compile_policy
-from policies.engine import decide_sync
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.policies.compile import compile_policy
+from irtgate.policies.engine import decide_sync
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 from tests.policies.fakes import BASE, CALLS, FakeRouter, chat, fake_resources
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from policies.compile import compile_policy
-from policies.errors import PolicyError
-from policies.loader import load_source
-from policies.runtime import default_resources
-from policies.schema import SCHEMA_FILE, schema_text
-from server.cli import main
-from signals.base import Resources
+from irtgate.policies.compile import compile_policy
+from irtgate.policies.errors import PolicyError
+from irtgate.policies.loader import load_source
+from irtgate.policies.runtime import default_resources
+from irtgate.policies.schema import SCHEMA_FILE, schema_text
+from irtgate.server.cli import main
+from irtgate.signals.base import Resources
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SHIPPED = [POLICIES / "default.yaml", *sorted((POLICIES / "examples").glob("*.yaml"))]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from policies.engine import decide_sync
-from policies.runtime import PolicyRuntime
-from server.parse import parse_request
-from signals.request import ApiKind
+from irtgate.policies.engine import decide_sync
+from irtgate.policies.runtime import PolicyRuntime
+from irtgate.server.parse import parse_request
+from irtgate.signals.request import ApiKind
 
 POLICY = """\
 version: 1
@@ -67,7 +67,7 @@ def test_a_decision_on_the_family(tmp_path: Path) -> None:
 def test_misspellings_are_errors_naming_them(
     tmp_path: Path, old: str, new: str, error: str
 ) -> None:
-    from policies.errors import PolicyError
+    from irtgate.policies.errors import PolicyError
 
     path = tmp_path / "p.yaml"
     path.write_text(POLICY.replace(old, new), encoding="utf-8")

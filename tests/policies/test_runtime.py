@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.errors import PolicyError
-from policies.runtime import PolicyRuntime
+from irtgate.policies.errors import PolicyError
+from irtgate.policies.runtime import PolicyRuntime
 from tests.policies.fakes import BASE, chat, fake_resources
 
 

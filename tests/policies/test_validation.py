@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policies.compile import compile_policy
-from policies.errors import PolicyError
+from irtgate.policies.compile import compile_policy
+from irtgate.policies.errors import PolicyError
 from tests.policies.fakes import BASE, fake_resources
 
 DEFAULT = """\

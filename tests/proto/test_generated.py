@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proto import decide_pb2
-from proto.generate import stale_files
+from irtgate.proto import decide_pb2
+from irtgate.proto.generate import stale_files
 
 
 def test_generated_code_is_current() -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from server.metrics import Metrics
+from irtgate.server.metrics import Metrics
 from tests.server.test_dashboards import exposed_names
 
 PROM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"

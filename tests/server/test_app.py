@@ -11,15 +11,15 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from policies.outcome import Choice, Outcome
-from proto import decide_pb2, decide_pb2_grpc
-from server.app import Gateway
-from server.decide_service import grpc_status
-from server.deciders import check_upstreams, load_decider
-from server.settings import DeciderKind, Settings
-from server.static_decider import StaticDecider
-from signals import errors
-from signals.request import LLMRequest
+from irtgate.policies.outcome import Choice, Outcome
+from irtgate.proto import decide_pb2, decide_pb2_grpc
+from irtgate.server.app import Gateway
+from irtgate.server.decide_service import grpc_status
+from irtgate.server.deciders import check_upstreams, load_decider
+from irtgate.server.settings import DeciderKind, Settings
+from irtgate.server.static_decider import StaticDecider
+from irtgate.signals import errors
+from irtgate.signals.request import LLMRequest
 
 CHAT_BODY = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x"}]}).encode()
 

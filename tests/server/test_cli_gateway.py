@@ -6,9 +6,9 @@ import pytest
 import typer
 import yaml
 
-from server.cli import main
-from server.cli_gateway import parse_upstream
-from server.settings import DeciderKind, Settings, Upstream
+from irtgate.server.cli import main
+from irtgate.server.cli_gateway import parse_upstream
+from irtgate.server.settings import DeciderKind, Settings, Upstream
 
 
 def test_parse_upstream() -> None:
@@ -55,8 +55,8 @@ def test_bad_settings_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_parse_route_and_custom_upstreams() -> None:
-    from server.cli_gateway import build_settings, parse_route
-    from server.settings import DefaultChoice
+    from irtgate.server.cli_gateway import build_settings, parse_route
+    from irtgate.server.settings import DefaultChoice
 
     assert parse_route("big/m-1@high") == DefaultChoice("m-1", "big", "high")
     assert parse_route("big/m-1") == DefaultChoice("m-1", "big", None)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from server.cli import main
+from irtgate.server.cli import main
 
 
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,7 +26,7 @@ def test_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
 def test_help_does_not_import_heavy_modules() -> None:
     # `irtgate --help` must stay fast: no onnxruntime, torch or grpc at import time.
     code = (
-        "import sys; from server.cli import main; main(['--help']);"
+        "import sys; from irtgate.server.cli import main; main(['--help']);"
         "bad=[m for m in ('onnxruntime','torch','grpc','matplotlib') if m in sys.modules];"
         "print('HEAVY=' + ','.join(bad))"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.cli import main
+from irtgate.server.cli import main
 
 TOPICS = [
     "Compute the integral of {} times x squared over the unit interval.",

@@ -35,11 +35,11 @@ from typing import Any
 import pytest
 import yaml
 
-from server.metrics import ERROR_KINDS, Metrics
-from server.settings import FailMode
-from signals.request import ApiKind
-from tests.e2e.harness import Stack as Gateway
-from tests.e2e.harness import stack_settings, start_stack
+from irtgate.server.metrics import ERROR_KINDS, Metrics
+from irtgate.server.settings import FailMode
+from irtgate.server.testing import Stack as Gateway
+from irtgate.server.testing import stack_settings, start_stack
+from irtgate.signals.request import ApiKind
 from tests.server.test_dashboards import (
     Query,
     dashboard_queries,

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from policies.compile import Snapshot
-from policies.outcome import DecisionTrace, Outcome
-from policies.runtime import PolicyRuntime
-from server.app import build
-from server.core import GatewayCore
-from server.deciders import EMBEDDED_POLICY_LABEL, load_decider
-from server.metrics import Metrics
-from server.settings import DeciderKind, Settings, Upstream
-from server.static_decider import StaticDecider
-from signals.errors import ClientError
-from signals.request import ApiKind, LLMRequest
+from irtgate.policies.compile import Snapshot
+from irtgate.policies.outcome import DecisionTrace, Outcome
+from irtgate.policies.runtime import PolicyRuntime
+from irtgate.server.app import build
+from irtgate.server.core import GatewayCore
+from irtgate.server.deciders import EMBEDDED_POLICY_LABEL, load_decider
+from irtgate.server.metrics import Metrics
+from irtgate.server.settings import DeciderKind, Settings, Upstream
+from irtgate.server.static_decider import StaticDecider
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind, LLMRequest
 
 POLICY = """\
 version: 1
@@ -110,10 +110,10 @@ def test_reloads_are_counted_and_the_version_in_force_follows(tmp_path: Path) ->
 def test_each_policy_version_is_warmed_up_before_it_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import policies.runtime as runtime_module
+    import irtgate.policies.runtime as runtime_module
 
     seen: list[str] = []
-    from policies.engine import decide_sync as real  # what the runtime calls
+    from irtgate.policies.engine import decide_sync as real  # what the runtime calls
 
     def spy(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome:
         seen.append(snap.digest)
@@ -214,10 +214,10 @@ async def test_the_watcher_runs_with_the_gateway(tmp_path: Path) -> None:
 
 
 def test_findings_of_the_pii_signal_alone_are_reported_as_action_none() -> None:
-    from policies.compile import compile_policy
-    from policies.engine import decide_sync
-    from server.parse import parse_request
-    from signals.base import Resources
+    from irtgate.policies.compile import compile_policy
+    from irtgate.policies.engine import decide_sync
+    from irtgate.server.parse import parse_request
+    from irtgate.signals.base import Resources
 
     # Without a router, one candidate per decision: nothing to weigh.
     text = POLICY.replace("DEFAULT_W", "0.5").replace('["*"]', "[small]")

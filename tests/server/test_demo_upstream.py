@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from server.demo_upstream import DemoConfig, DemoUpstream
+from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
 
 
 @pytest.fixture

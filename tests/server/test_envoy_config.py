@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from server.envoy_config import EnvoyOptions, envoy_binary, render, render_yaml
-from server.settings import FailMode, MiB, Settings
+from irtgate.server.envoy_config import EnvoyOptions, envoy_binary, render, render_yaml
+from irtgate.server.settings import FailMode, MiB, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,13 +10,13 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from prometheus_client import CollectorRegistry
 
-from policies.outcome import Outcome
-from server.core import GatewayCore
-from server.extproc import StreamProcessor
-from server.metrics import Metrics
-from server.settings import Settings, UnknownModelMode
-from server.static_decider import StaticDecider
-from signals.request import LLMRequest
+from irtgate.policies.outcome import Outcome
+from irtgate.server.core import GatewayCore
+from irtgate.server.extproc import StreamProcessor
+from irtgate.server.metrics import Metrics
+from irtgate.server.settings import Settings, UnknownModelMode
+from irtgate.server.static_decider import StaticDecider
+from irtgate.signals.request import LLMRequest
 
 CHAT = "/v1/chat/completions"
 

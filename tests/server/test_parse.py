@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from server.parse import api_for_path, decode_json, parse_request
-from signals.errors import ClientError
-from signals.request import ApiKind
+from irtgate.server.parse import api_for_path, decode_json, parse_request
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind
 
 
 def raw(doc: Any) -> bytes:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from policies.outcome import Choice
-from server.parse import parse_request
-from server.rewrite import apply_choice
-from signals.request import ApiKind
+from irtgate.policies.outcome import Choice
+from irtgate.server.parse import parse_request
+from irtgate.server.rewrite import apply_choice
+from irtgate.signals.request import ApiKind
 
 MSG = [{"role": "user", "content": "x"}]
 

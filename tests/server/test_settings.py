@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import DeciderKind, DefaultChoice, Settings, Upstream
+from irtgate.server.settings import DeciderKind, DefaultChoice, Settings, Upstream
 
 
 def test_defaults_are_consistent() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.irt.runtime import IRTRouter
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.irt.runtime import IRTRouter
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 class _FixedEmbedder:
@@ -77,8 +77,8 @@ def test_real_encoder_and_wrong_dimensions(router: IRTRouter) -> None:
 
 
 def test_a_router_without_a_family_prior_has_no_family_field(tmp_path: Path) -> None:
-    from signals.irt.export import export_router
-    from signals.irt.model import IRTModel
+    from irtgate.lab.irt.export import export_router
+    from irtgate.lab.irt.model import IRTModel
 
     rng = np.random.default_rng(0)
     m = IRTModel(k=2, max_epochs=5, knn_p_blend=0.0)

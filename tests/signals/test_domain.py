@@ -9,13 +9,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.domain import ARTIFACTS, LABELS, SCRATCH_KEY, DomainSignal, load_head, make_domain
-from signals.encoders.artifact import read_artifact, shipped_path
-from signals.encoders.embedder import RequestEmbedder
-from signals.encoders.load import load_encoder
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.domain import (
+    ARTIFACTS,
+    LABELS,
+    SCRATCH_KEY,
+    DomainSignal,
+    load_head,
+    make_domain,
+)
+from irtgate.signals.encoders.artifact import read_artifact, shipped_path
+from irtgate.signals.encoders.embedder import RequestEmbedder
+from irtgate.signals.encoders.load import load_encoder
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 STATIC = ARTIFACTS / "static"
 
@@ -61,7 +68,7 @@ def test_shipped_head_card() -> None:
 @pytest.mark.parametrize("encoder", ["static", "minilm"])
 def test_head_trained_on_the_shipped_encoder(encoder: str) -> None:
     # Fails when an encoder is re-exported without retraining its head
-    # (python -m signals.domain_train --encoder <name>).
+    # (python -m irtgate.lab.domain_train --encoder <name>).
     card = json.loads((ARTIFACTS / encoder / "card.json").read_text())
     info = read_artifact(shipped_path(encoder), encoder)
     assert card["encoder"]["hash"] == info.fingerprint
@@ -158,7 +165,7 @@ def test_heldout_accuracy_on_shared_data(shared_data: Path) -> None:
     """Recompute the held-out accuracy on a slice of the held-out MMLU prompts."""
     import gzip
 
-    from signals.domain_train import Item
+    from irtgate.lab.domain_train import Item
 
     held: list[Item] = []
     with gzip.open(shared_data / "mmlu-domains.jsonl.gz", "rt") as f:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signals.encoders.base import CountingEncoder, Encoder, EncoderError
-from signals.encoders.load import load_encoder
-from signals.encoders.minilm import MiniLMEncoder
-from signals.encoders.static import StaticEncoder
-from signals.encoders.window import TokenWindow
+from irtgate.signals.encoders.base import CountingEncoder, Encoder, EncoderError
+from irtgate.signals.encoders.load import load_encoder
+from irtgate.signals.encoders.minilm import MiniLMEncoder
+from irtgate.signals.encoders.static import StaticEncoder
+from irtgate.signals.encoders.window import TokenWindow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def random_text(rng: np.random.Generator, n_words: int) -> str:
 
 
 def test_piecewise_tokenization_equals_windowing_the_whole_text(encoder: Encoder) -> None:
-    from signals.encoders.tokenizer import window_ids
+    from irtgate.signals.encoders.tokenizer import window_ids
 
     tok = encoder._tokenizer  # type: ignore[attr-defined]
     drop = getattr(encoder, "_unk", None)
@@ -290,8 +290,8 @@ def test_corrupt_onnx_graph_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_artifacts_record_their_hashes() -> None:
-    from signals.encoders.artifact import read_artifact, shipped_path
-    from signals.encoders.export import sha256_file
+    from irtgate.lab.encoders.export import sha256_file
+    from irtgate.signals.encoders.artifact import read_artifact, shipped_path
 
     for name in ("static", "minilm"):
         info = read_artifact(shipped_path(name), name)
@@ -301,9 +301,9 @@ def test_artifacts_record_their_hashes() -> None:
 def test_loading_and_encoding_never_import_torch() -> None:
     code = (
         "import sys\n"
-        "from signals.encoders.load import load_encoder\n"
-        "from signals.encoders.cache import embed_corpus\n"
-        "from signals.encoders.embedder import RequestEmbedder\n"
+        "from irtgate.signals.encoders.load import load_encoder\n"
+        "from irtgate.lab.encoders.cache import embed_corpus\n"
+        "from irtgate.signals.encoders.embedder import RequestEmbedder\n"
         "for n in ('static', 'minilm'):\n"
         "    load_encoder(n).encode(['hello'])\n"
         "heavy = ('torch', 'transformers', 'sentence_transformers')\n"
@@ -316,7 +316,7 @@ def test_loading_and_encoding_never_import_torch() -> None:
 def test_static_pooling_matches_model2vec_within_the_window() -> None:
     from model2vec import StaticModel
 
-    from signals.encoders.artifact import shipped_path
+    from irtgate.signals.encoders.artifact import shipped_path
 
     ours = load_encoder("static")
     theirs = StaticModel.from_pretrained(shipped_path("static"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signals.base import SignalContext
-from signals.encoders.embedder import RequestEmbedder, request_text
-from signals.encoders.load import load_encoder
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import SignalContext
+from irtgate.signals.encoders.embedder import RequestEmbedder, request_text
+from irtgate.signals.encoders.load import load_encoder
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 def req(*turns: tuple[str, str]) -> LLMRequest:

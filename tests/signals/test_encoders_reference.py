@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signals.encoders.load import load_encoder
-from signals.encoders.minilm import MiniLMEncoder
+from irtgate.signals.encoders.load import load_encoder
+from irtgate.signals.encoders.minilm import MiniLMEncoder
 
 N_LAYERS, N_HEADS, LN_EPS = 6, 12, 1e-12
 

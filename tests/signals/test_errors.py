@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from signals import errors
+from irtgate.signals import errors
 
 
 def test_error_bodies_are_openai_shaped() -> None:

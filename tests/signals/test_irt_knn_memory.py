@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signals.irt.knn_memory import KnnMemory, quantize
+from irtgate.signals.irt.knn_memory import KnnMemory, quantize
 
 
 def test_quantize_is_symmetric_per_row_within_half_a_step() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signals.irt.export import export_router, numpy_outputs
-from signals.irt.model import IRTModel
-from signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter, Prediction, RouterLoadError
+from irtgate.lab.irt.export import export_router, numpy_outputs
+from irtgate.lab.irt.model import IRTModel
+from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter, Prediction, RouterLoadError
 
 pytest.importorskip("onnx")
 
@@ -93,8 +93,8 @@ def test_shipped_default_router_loads_without_shared_data() -> None:
 
 
 def test_shipped_router_end_to_end_with_its_encoder() -> None:
-    from signals.request import ApiKind, LLMRequest, Message
-    from signals.text import PromptText
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
 
     r = IRTRouter.load()
     emb = r.embedder()
@@ -127,7 +127,7 @@ def test_importing_runtime_is_light() -> None:
     import subprocess
 
     code = (
-        "import sys, signals.irt.runtime; "
+        "import sys, irtgate.signals.irt.runtime; "
         "print(any(m in sys.modules for m in ('onnxruntime', 'numpy', 'yaml')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signals.irt.selection import (
+from irtgate.signals.irt.selection import (
     expected_costs,
     normalize_costs,
     realized_costs,
@@ -103,7 +103,7 @@ def test_expected_costs_sources() -> None:
 
 def test_remembered_normalized_costs_give_the_same_choices() -> None:
     """1-D costs are normalized once per distinct cost vector and shared read-only."""
-    from signals.irt.selection import _normalized, normalize_costs
+    from irtgate.signals.irt.selection import _normalized, normalize_costs
 
     rng = np.random.default_rng(3)
     costs = [np.array([1e-4, 2e-4, 1e-3, 5e-3]), np.array([1.0, np.nan, 0.0, 2.0])]

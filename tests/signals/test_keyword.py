@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.keyword import KeywordSignal, check_regex, make_keyword
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.keyword import KeywordSignal, check_regex, make_keyword
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 def ctx(*turns: tuple[str, str]) -> SignalContext:

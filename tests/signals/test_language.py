@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.language import LanguageSignal, make_language, supported_languages
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.language import LanguageSignal, make_language, supported_languages
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 def ctx(*turns: tuple[str, str]) -> SignalContext:
@@ -109,7 +109,7 @@ def test_factory_rejects_bad_params(params: dict[str, Any], named: str) -> None:
 
 
 # --- Equality with py3langid ------------------------------------------------------------
-# The signal scores with signals.langid_fast instead of py3langid's per-byte walk. These
+# The signal scores with irtgate.signals.langid_fast instead of py3langid's per-byte walk. These
 # tests hold it to py3langid's own results: feature counts exactly, probabilities to 1e-6
 # (in practice bit for bit) and the signal's (code, confidence) against the old detect().
 
@@ -180,7 +180,7 @@ def _reference(restrict: list[str] | None = None) -> Any:
     """py3langid itself, over the same languages as the signal's identifier."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from signals.language import _load
+    from irtgate.signals.language import _load
 
     fast = _load(None if restrict is None else tuple(sorted(restrict)))
     ref = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
@@ -190,8 +190,8 @@ def _reference(restrict: list[str] | None = None) -> Any:
 
 
 def _old_detect(ref: Any, text: str, min_confidence: float, max_chars: int) -> tuple[str, float]:
-    """The signal's detect() before signals.langid_fast: py3langid's rank, folded in Python."""
-    from signals.language import _NO_LANGUAGE, _to_iso1
+    """detect() before signals/langid_fast.py: py3langid's rank, folded in Python."""
+    from irtgate.signals.language import _NO_LANGUAGE, _to_iso1
 
     if len(text) > max_chars:
         half = max_chars // 2
@@ -211,7 +211,7 @@ def _old_detect(ref: Any, text: str, min_confidence: float, max_chars: int) -> t
 def _assert_same(
     sig: Any, ref: Any, texts: list[str], min_confidence: float = 0.3, max_chars: int = 600
 ) -> None:
-    from signals.langid_fast import encode
+    from irtgate.signals.langid_fast import encode
 
     fast = sig.ident
     for text in texts:
@@ -236,7 +236,7 @@ def reference() -> Any:
 def test_feature_counts_equal_py3langids_walk(sig: Any, reference: Any) -> None:
     from py3langid.langid import visit_counts
 
-    from signals.langid_fast import encode
+    from irtgate.signals.langid_fast import encode
 
     for text in _texts():
         data = encode(text)
@@ -285,7 +285,7 @@ def test_automaton_state_depends_on_the_last_depth_bytes_only(reference: Any) ->
     """What the lockstep walk relies on, checked on the whole table: py3langid's DFA is the
     Aho-Corasick automaton of a trie no deeper than ``depth``. Then the state after any
     bytes is the state after their last ``depth`` bytes, walked from state 0."""
-    from signals.langid_fast import state_depths
+    from irtgate.signals.langid_fast import state_depths
 
     ident = reference
     nextmove = np.frombuffer(ident.tk_nextmove, dtype=f"u{ident.tk_nextmove.itemsize}")
@@ -327,7 +327,7 @@ def test_automaton_state_depends_on_the_last_depth_bytes_only(reference: Any) ->
 
 
 def test_identifiers_are_shared_read_only_and_thread_safe(sig: Any, reference: Any) -> None:
-    from signals.language import _load
+    from irtgate.signals.language import _load
 
     fast = _load(None)
     assert sig.ident is fast

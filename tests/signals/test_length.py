@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.length import LengthSignal, find_tokenizer, load_tokenizer, make_length
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.length import LengthSignal, find_tokenizer, load_tokenizer, make_length
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 def req(*turns: tuple[str, str], **kw: Any) -> LLMRequest:

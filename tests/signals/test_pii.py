@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from signals.base import Resources, SignalContext, registered
-from signals.pii import (
+from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.pii import (
     SCRATCH_KEY,
     Finding,
     PIIScanner,
@@ -18,9 +18,9 @@ from signals.pii import (
     find_pii,
     make_pii,
 )
-from signals.pii.names import ner_available
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.pii.names import ner_available
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 
 def kinds(text: str) -> list[tuple[str, str]]:
@@ -268,7 +268,7 @@ def test_assignment_scan_keeps_what_a_window_search_keeps() -> None:
     import re
     from collections.abc import Iterator
 
-    from signals.pii import secrets
+    from irtgate.signals.pii import secrets
 
     def reference(text: str) -> Iterator[re.Match[str]]:
         lowered = text.lower()

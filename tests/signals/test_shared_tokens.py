@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from signals.base import Resources, SignalContext, TokenIds, registered
-from signals.encoders.embedder import RequestEmbedder
-from signals.encoders.load import load_encoder
-from signals.encoders.tokenizer import id_map, window_from_ids
-from signals.encoders.window import TokenWindow
-from signals.length import find_tokenizer, load_tokenizer
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.base import Resources, SignalContext, TokenIds, registered
+from irtgate.signals.encoders.embedder import RequestEmbedder
+from irtgate.signals.encoders.load import load_encoder
+from irtgate.signals.encoders.tokenizer import id_map, window_from_ids
+from irtgate.signals.encoders.window import TokenWindow
+from irtgate.signals.length import find_tokenizer, load_tokenizer
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 _SENTENCE = (
     "Explain step by step how a heat engine's efficiency is limited by the second law, "
@@ -171,7 +171,7 @@ def test_ascii_texts_skip_the_normalizer_with_the_same_ids(length_tok: Any) -> N
     """Exact counts are a feature: the ASCII path must give the full tokenizer's ids."""
     import random
 
-    from signals.length import TokenCounter
+    from irtgate.signals.length import TokenCounter
 
     counter = TokenCounter(length_tok, 1.15, 400_000)
     assert counter._ascii is not None
@@ -192,7 +192,7 @@ def test_ascii_texts_skip_the_normalizer_with_the_same_ids(length_tok: Any) -> N
 
 def test_small_batches_are_tokenized_one_text_at_a_time(length_tok: Any) -> None:
     """Same encodings; the tokenizer's thread pool only for large inputs."""
-    from signals.encoders.tokenizer import PARALLEL_CHARS, encode_many
+    from irtgate.signals.encoders.tokenizer import PARALLEL_CHARS, encode_many
 
     calls: list[int] = []
 
@@ -214,7 +214,7 @@ def test_whole_word_lookup_gives_the_tokenizers_ids_on_wordy_text(length_tok: An
     """Texts made of vocabulary words (looked up in Python) and others (sent to Rust)."""
     import random
 
-    from signals.length import TokenCounter
+    from irtgate.signals.length import TokenCounter
 
     counter = TokenCounter(length_tok, 1.15, 400_000)
     assert counter._words is not None
@@ -236,7 +236,7 @@ def test_whole_word_lookup_gives_the_tokenizers_ids_on_wordy_text(length_tok: An
 def test_whole_word_lookup_on_real_prompts(length_tok: Any, shared_data: Path) -> None:
     import gzip
 
-    from signals.length import TokenCounter
+    from irtgate.signals.length import TokenCounter
 
     counter = TokenCounter(length_tok, 1.15, 400_000)
     with gzip.open(shared_data / "routerdc-7models.jsonl.gz", "rt") as f:

@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 
-from signals.request import ApiKind, LLMRequest, Message
-from signals.text import PromptText
+from irtgate.signals.request import ApiKind, LLMRequest, Message
+from irtgate.signals.text import PromptText
 
 SECRET = "my card is 4111 1111 1111 1111"
 

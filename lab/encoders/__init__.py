@@ -1,0 +1,1 @@
+"""Building the encoder artifacts: export, smoothing, window studies and the embedding cache."""

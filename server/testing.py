@@ -1,0 +1,307 @@
+"""A reusable end-to-end stack: a real Envoy + irtgate + demo upstreams on free ports.
+
+Typical use in a test module (one stack per module keeps the tier fast)::
+
+    from irtgate.server.testing import running_stack
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory):
+        with running_stack(tmp_path_factory.mktemp("e2e"), decider=MyDecider()) as s:
+            yield s
+
+    def test_x(stack):
+        r = httpx.post(stack.url + "/v1/chat/completions", json={...})
+
+irtgate runs in process (any :class:`~irtgate.policies.outcome.Decider`, or ``load_decider``
+for ``settings.policy_path``), as a subprocess (``irtgate serve``, the real CLI), or not at
+all (``processor="none"``: Envoy points at a dead port, for fail-mode tests). In-process
+pieces run on a private event loop in a background thread, so tests stay synchronous.
+``tests/e2e/conftest.py`` attaches Envoy's log to the report of a failing test only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from irtgate.policies.outcome import Decider
+from irtgate.server.app import Gateway, build
+from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
+from irtgate.server.envoy_config import EnvoyOptions, render
+from irtgate.server.envoy_process import EnvoyProcess
+from irtgate.server.settings import DeciderKind, MiB, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+Processor = Literal["inprocess", "subprocess", "none"]
+T = TypeVar("T")
+
+_ACTIVE: list[Stack] = []
+
+
+def active_stacks() -> list[Stack]:
+    """Stacks currently running (the conftest prints their logs when a test fails)."""
+    return list(_ACTIVE)
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (only for things that cannot bind port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BackgroundLoop:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Stack:
+    name: str
+    settings: Settings  # as irtgate sees it (real ports filled in)
+    envoy: EnvoyProcess
+    upstream_ports: dict[str, int]
+    gateway: Gateway | None = None
+    processor: subprocess.Popen[bytes] | None = None
+    processor_log: Path | None = None
+    _loop: BackgroundLoop | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Envoy's listener: where clients send requests."""
+        return self.envoy.url
+
+    @property
+    def admin_url(self) -> str:
+        """irtgate's admin HTTP (``/healthz``, ``/readyz``, ``/metrics``)."""
+        return f"http://127.0.0.1:{self.settings.admin_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        if self.gateway is None:
+            raise RuntimeError("metrics registry is only available for in-process irtgate")
+        return self.gateway.registry
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample from the in-process registry (0.0 when never incremented)."""
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the loop that hosts irtgate and the upstreams."""
+        if self._loop is None:
+            raise RuntimeError("no background loop")
+        return self._loop.run(coro)
+
+    def logs(self) -> str:
+        out = f"--- envoy ({self.name}) ---\n{self.envoy.log_tail()}"
+        if self.processor_log is not None and self.processor_log.exists():
+            text = self.processor_log.read_text(errors="replace")[-20000:]
+            out += f"\n--- irtgate serve ({self.name}) ---\n{text}"
+        return out
+
+    def stop_processor(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the ``irtgate serve`` subprocess; its exit code."""
+        if self.processor is None:
+            return None
+        if self.processor.poll() is None:
+            self.processor.send_signal(signal.SIGTERM)
+            try:
+                self.processor.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.processor.kill()
+                self.processor.wait()
+        return self.processor.returncode
+
+    def close(self) -> None:
+        self.envoy.stop()
+        self.stop_processor()
+        if self._loop is not None:
+            if self.gateway is not None:
+                self._loop.run(self.gateway.stop(grace=0.5))
+            self._loop.run(_stop_upstreams(self))
+            self._loop.close()
+            self._loop = None
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+
+_UPSTREAMS: dict[int, list[DemoUpstream]] = {}
+
+
+async def _stop_upstreams(stack: Stack) -> None:
+    for upstream in _UPSTREAMS.pop(id(stack), []):
+        await upstream.stop()
+
+
+def stack_settings(**changes: Any) -> Settings:
+    """Default settings with every port 0 (to be bound by whoever starts the piece).
+
+    The decider is the static one unless ``decider=DeciderKind.POLICY`` (with or without a
+    ``policy_path``) is passed: most gateway tests want a decision they can predict.
+    """
+    base = Settings(
+        grpc_port=0, admin_port=0, envoy_port=0, envoy_admin_port=0, decider=DeciderKind.STATIC
+    )
+    return base.replace(**changes) if changes else base
+
+
+def start_stack(
+    workdir: Path,
+    settings: Settings | None = None,
+    *,
+    decider: Decider | None = None,
+    processor: Processor = "inprocess",
+    stream_events: int = 4,
+    stream_interval_s: float = 0.2,
+    extproc_enabled: bool = True,
+    name: str = "stack",
+) -> Stack:
+    """Start demo upstreams, irtgate and Envoy; raise (after cleaning up) if any fails."""
+    settings = settings or stack_settings()
+    loop = BackgroundLoop()
+    upstreams = [
+        DemoUpstream(DemoConfig(u.name, stream_events, stream_interval_s), "127.0.0.1", 0)
+        for u in settings.upstreams
+    ]
+    stack: Stack | None = None
+    try:
+        for up in upstreams:
+            loop.run(up.start())
+        ports = {u.config.name: u.port for u in upstreams}
+        settings = settings.replace(
+            upstreams=tuple(
+                dataclasses.replace(u, host="127.0.0.1", port=ports[u.name])
+                for u in settings.upstreams
+            )
+        )
+        gateway = None
+        proc = None
+        proc_log = None
+        if processor == "inprocess":
+            # Without a decider: the one the settings ask for, wired to the gateway's metrics.
+            gateway = build(settings) if decider is None else Gateway(settings, decider)
+            loop.run(gateway.start())
+            settings = settings.replace(grpc_port=gateway.grpc_port, admin_port=gateway.admin_port)
+        elif processor == "subprocess":
+            settings = settings.replace(grpc_port=free_port(), admin_port=free_port())
+            proc_log = workdir / "irtgate-serve.log"
+            proc = _start_serve(settings, proc_log)
+        else:  # nothing listens there: Envoy sees a dead processor
+            settings = settings.replace(grpc_port=free_port(), admin_port=free_port())
+        opts = EnvoyOptions(
+            listen_port=0,
+            admin_port=0,
+            extproc_port=settings.grpc_port,
+            irtgate_admin_port=settings.admin_port,
+            extproc_enabled=extproc_enabled,
+        )
+        envoy = EnvoyProcess(render(settings, opts), workdir / "envoy")
+        stack = Stack(name, settings, envoy, ports, gateway, proc, proc_log, loop)
+        _UPSTREAMS[id(stack)] = upstreams
+        _ACTIVE.append(stack)
+        envoy.start()
+        return stack
+    except BaseException:
+        if stack is not None:
+            stack.close()
+        else:
+            for up in upstreams:
+                loop.run(up.stop())
+            loop.close()
+        raise
+
+
+@contextmanager
+def running_stack(
+    workdir: Path, settings: Settings | None = None, **kwargs: Any
+) -> Iterator[Stack]:
+    stack = start_stack(workdir, settings, **kwargs)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def _start_serve(
+    settings: Settings, log_path: Path, timeout: float = 30.0
+) -> subprocess.Popen[bytes]:
+    """``irtgate serve`` with these settings, waited on until ``/readyz`` answers 200."""
+    args = [
+        sys.executable, "-m", "irtgate.server.cli", "serve",
+        "--host", settings.host,
+        "--grpc-port", str(settings.grpc_port),
+        "--admin-port", str(settings.admin_port),
+        "--body-limit-mib", repr(settings.body_limit / MiB),
+        "--unknown-model", settings.unknown_model.value,
+        "--fail-mode", settings.fail_mode.value,
+        "--message-timeout", repr(settings.message_timeout_s),
+        "--default-upstream", settings.default_upstream,
+        "--log-level", "info",
+    ]  # fmt: skip
+    for alias in settings.aliases:
+        args += ["--alias", alias]
+    for u in settings.upstreams:
+        args += ["--upstream", f"{u.name}={u.host}:{u.port}" + "".join("," + m for m in u.models)]
+    if settings.decider is DeciderKind.STATIC:
+        d = settings.default_choice
+        args += ["--route", f"{d.upstream}/{d.model}" + (f"@{d.budget}" if d.budget else "")]
+    if settings.policy_path is not None:
+        args += ["--policy", str(settings.policy_path)]
+    if not settings.policy_watch:
+        args += ["--no-watch"]
+    if settings.router_path is not None:
+        args += ["--router", str(settings.router_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = log_path.open("wb")
+    proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{settings.admin_port}/readyz"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"irtgate serve exited with {proc.returncode}:\n"
+                + log_path.read_text(errors="replace")[-5000:]
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("irtgate serve did not become ready:\n" + log_path.read_text()[-5000:])
