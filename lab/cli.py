@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from irtgate.lab.cli_support import require_lab
+
 RouterOpt = Annotated[
     Path | None,
     typer.Option(
@@ -56,29 +58,6 @@ PricesOpt = Annotated[
 OutTokOpt = Annotated[
     float, typer.Option("--output-tokens", help="Expected output tokens per answer (prices).")
 ]
-
-
-# What the lab needs beyond the serving core (the `lab` extra), by import name.
-LAB_MODULES = ("sklearn", "scipy", "matplotlib", "tqdm", "rich")
-
-
-def fail(msg: str) -> SystemExit:
-    """An error line and exit code 2. SystemExit rather than typer.Exit: the CLI runs click with
-    standalone_mode=False, where typer.Exit's code would be dropped."""
-    typer.echo(f"error: {msg}", err=True)
-    return SystemExit(2)
-
-
-def require_lab(command: str) -> None:
-    """Stop ``command`` with an install hint when the lab extra is missing."""
-    import importlib.util
-
-    missing = [m for m in LAB_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        raise fail(
-            f"'irtgate {command}' needs the lab extra ({', '.join(missing)} missing): "
-            "pip install 'irtgate[lab]'"
-        )
 
 
 def load_prices(path: Path) -> dict[str, tuple[float, float]]:

@@ -1,6 +1,7 @@
 """Lab commands that build routers: ``train`` and ``calibrate``.
 
-Heavy imports happen inside the commands, after :func:`irtgate.lab.cli.require_lab` has checked
+Heavy imports happen inside the commands, after
+:func:`irtgate.lab.cli_support.require_lab` has checked
 that the lab extra is installed.
 """
 
@@ -11,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from irtgate.lab.cli import fail as _fail
-from irtgate.lab.cli import require_lab
+from irtgate.lab.cli_support import fail as _fail
+from irtgate.lab.cli_support import require_lab
 
 
 def train(
