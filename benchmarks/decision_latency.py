@@ -46,7 +46,6 @@ import numpy as np
 from _http import connect, post_bytes, timed  # benchmarks/_http.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 REPORTS = REPO / "benchmarks" / "reports"
 TARGETS = {"static_added_p50_ms": 5.0, "static_added_p99_ms": 12.0}

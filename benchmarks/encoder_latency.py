@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 REPORTS = REPO / "benchmarks" / "reports"
 LENGTHS = (16, 64, 128, 256, 500)
@@ -81,7 +80,6 @@ def summary(runs: tuple[list[float], list[float]]) -> dict[str, float]:
 
 def rss_after_load(name: str) -> float:
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
         "from irtgate.signals.encoders.load import load_encoder\n"
         f"e = load_encoder({name!r}); e.encode(['warm up the session'])\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
@@ -152,7 +150,10 @@ def main() -> None:
 
     sizes = {
         name: round(
-            sum(f.stat().st_size for f in (REPO / "signals/artifacts/encoders" / name).iterdir())
+            sum(
+                f.stat().st_size
+                for f in (REPO / "signals" / "artifacts" / "encoders" / name).iterdir()
+            )
             / 2**20,
             1,
         )

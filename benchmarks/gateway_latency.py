@@ -32,7 +32,6 @@ from typing import Any
 from _http import connect, post_bytes, timed  # benchmarks/_http.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 REPORTS = REPO / "benchmarks" / "reports"
 BODY = json.dumps(

@@ -12,18 +12,16 @@ import gzip
 import json
 import platform
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from irtgate.lab.pii_quality import TypeScore, load_cases, micro, score
+from irtgate.signals.pii import PATTERN_TYPES, PIIScanner, PIIType
+from irtgate.signals.pii.names import ner_available
 
-from irtgate.lab.pii_quality import TypeScore, load_cases, micro, score  # noqa: E402
-from irtgate.signals.pii import PATTERN_TYPES, PIIScanner, PIIType  # noqa: E402
-from irtgate.signals.pii.names import ner_available  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CASES = REPO / "tests" / "signals" / "data" / "pii_cases.jsonl"
 SHARED = REPO.parent / "shared" / "data"

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 REPORTS = REPO / "benchmarks" / "reports"
 
 TARGETS = {"static_p50_ms": 2.0, "minilm_p50_ms": 12.0, "rss_mib": 400.0}
@@ -168,7 +167,7 @@ def bench_encoder(router: Any, n: int) -> dict[str, Any]:
 
 _RSS_CODE = """
 import sys, numpy as np
-sys.path.insert(0, {repo!r})
+
 from pathlib import Path
 from irtgate.signals.irt.runtime import IRTRouter
 r = IRTRouter.load({path})

@@ -24,14 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 REPORTS = REPO / "benchmarks" / "reports"
 DEFAULT_ROUTER = REPO / "signals" / "artifacts" / "routers" / "default" / "router.yaml"
