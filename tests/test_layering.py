@@ -83,7 +83,7 @@ def test_no_import_loops(graph: grimp.ImportGraph) -> None:
 
 def test_the_cycle_finder_finds_a_loop() -> None:
     class Loop:
-        modules = {"irtgate.a", "irtgate.b", "irtgate.c"}
+        modules = frozenset({"irtgate.a", "irtgate.b", "irtgate.c"})
 
         def find_modules_directly_imported_by(self, m: str) -> set[str]:
             return {"irtgate.a": {"irtgate.b"}, "irtgate.b": {"irtgate.a"}, "irtgate.c": set()}[m]
