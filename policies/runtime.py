@@ -36,7 +36,7 @@ Accept = Callable[[Snapshot], str | None]
 def warm_up(snap: Snapshot) -> None:
     """Decide one made-up request, so the first real one does not pay for lazy set-up.
 
-    The first decision on a fresh process costs ~40 ms more than the next (ONNX sessions'
+    The first decision on a fresh process costs far more than the next (ONNX sessions'
     first runs, detectors and tokenizers built on first use). Only the work is wanted: the
     outcome, and a refusal the policy may well answer it with, are dropped.
     """

@@ -3,7 +3,7 @@
 py3langid (0.4) counts byte n-gram features by walking a text's UTF-8 bytes one at a time
 through a DFA in Python (``visit_counts``): at each byte it moves to the next state and
 counts that state's one output feature, if any. With the float16 feature table it casts on
-every call, that was most of the ~0.2-0.5 ms the ``language`` signal spent per request.
+every call, that was most of the time the ``language`` signal spent per request.
 
 The DFA is an Aho-Corasick automaton over the feature n-grams: the state after some bytes
 is the longest suffix of them that is a prefix of a feature (a trie string), and no trie

@@ -8,8 +8,8 @@ returned for text with no linguistic content (numbers, symbols) or when the best
 probability is below ``min_confidence``.
 
 py3langid's model is used as is, but scored by :mod:`irtgate.signals.langid_fast`: its per-byte
-Python walk replaced by array operations, with the same probabilities (~0.05-0.1 ms a call
-instead of ~0.2-0.5 ms), and the folding done with index arrays precomputed per model.
+Python walk replaced by array operations, with the same probabilities (several times faster;
+figures in docs/signals.md), and the folding done with index arrays precomputed per model.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _identifiers: dict[tuple[str, ...] | None, FastIdentifier] = {}
 
 
 def _load(restrict: tuple[str, ...] | None) -> FastIdentifier:
-    """One identifier per language restriction, loaded once (~0.6 s) and shared."""
+    """One identifier per language restriction, loaded once (it is slow to build) and shared."""
     with _lock:
         fast = _identifiers.get(restrict)
         if fast is None:

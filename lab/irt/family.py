@@ -1,19 +1,19 @@
 """The task-family prior: which training benchmark a query resembles, and how each
 configuration did there.
 
-Measured on RouterDC's protocol (docs/router.md): the IRT model's per-item P does worse
-than always taking the configuration that was best on a benchmark's training items, e.g.
-63.2 against 64.6 on MMLU's 4,213 test items. Seven 7-8B models' item-level differences are
-mostly noise, while their benchmark-level differences (zephyr on ARC, MetaMath on GSM8K)
-are large and stable. The prior keeps that stable part explicitly::
+Why: on data like RouterDC's, models' item-level differences are mostly noise, while their
+benchmark-level differences (one model strong on maths, another on science questions) are
+large and stable, so per-item P can lose to a fixed choice per benchmark (the measurements
+are in docs/router.md and benchmarks/reports/router_quality.md). The prior keeps that stable
+part explicitly::
 
     π(e)    = softmax(e·W + c)          the query's family posterior (multinomial logistic)
     P_fam   = π(e) · A                  A[f, g] = mean score of configuration g on family f
     P       = (1 − α)·P_model + α·P_fam
 
 Families are the data's ``benchmark`` labels, so the table ``A`` is readable as is ("on
-items like gsm8k, MetaMath scored 0.82"). Where a configuration has no observed score in
-a family (files with different candidates), ``A`` holds the model's own mean P there.
+items like gsm8k, this configuration scored ..."). Where a configuration has no observed
+score in a family (files with different candidates), ``A`` holds the model's own mean P there.
 ``W`` and ``c`` are divided by the temperature ``T`` before they are stored: a softer
 posterior (T > 1) spreads a query over several families, which is what an unseen kind of
 query needs. α, the classifier's regularisation and T are chosen by cross-validation in

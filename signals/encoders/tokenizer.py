@@ -251,13 +251,13 @@ _ASCII_PRETOKENS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 class AsciiWordPiece:
     """WordPiece ids of plain ASCII text, with the whole-word vocabulary looked up in Python.
 
-    The Rust tokenizer spends ~0.3 ms on a 2,000-character prompt, mostly crossing into Rust
-    and building its encoding. WordPiece is greedy longest-match-first per pre-token, so a
-    pre-token that is itself a vocabulary entry is exactly one token, that entry; on English
-    prose that is ~90% of them. Those come from a dict built from the vocabulary; the rest go
-    to the tokenizer in one call, and its ``word_ids`` say which ids belong to which word.
-    The result is the tokenizer's own (tests compare them on the shared corpora). Nothing
-    from requests is kept: the dict is the vocabulary.
+    Most of the Rust tokenizer's time on a prompt goes to crossing into Rust and building its
+    encoding (docs/signals.md has the figures). WordPiece is greedy longest-match-first per
+    pre-token, so a pre-token that is itself a vocabulary entry is exactly one token, that
+    entry; on English prose that is most of them. Those come from a dict built from the
+    vocabulary; the rest go to the tokenizer in one call, and its ``word_ids`` say which ids
+    belong to which word. The result is the tokenizer's own (tests compare them on the shared
+    corpora). Nothing from requests is kept: the dict is the vocabulary.
 
     ``tokenizer`` must be a BERT WordPiece tokenizer without its normalizer (the caller has
     lower-cased the text if the model is uncased); texts must be ASCII without control

