@@ -202,7 +202,7 @@ def build_graph(model: IRTModel, *, producer: str = "irtgate") -> Any:
         const("fam_c", fam.c)
         const("fam_table", fam.table)
         # Per configuration, so a configuration added later by adaptive testing (no family
-        # record) can take weight 0 and keep the model's P (signals/irt/adaptive.py).
+        # record) can take weight 0 and keep the model's P (lab/irt/adaptive.py).
         const("fam_alpha", np.full(g, alpha))
         const("fam_one_minus_alpha", np.full(g, 1.0 - alpha))
         nodes += [

@@ -66,7 +66,7 @@ class IRTConfig:
     # where configurations disagree). BCE alone is dominated by item difficulty; routing
     # depends on the configurations' differences within an item, which this term targets.
     rank_weight: float = 1.0
-    # Task-family prior (signals/irt/family.py): P = (1-α)·P + α·π(e)·A, with π a
+    # Task-family prior (lab/irt/family.py): P = (1-α)·P + α·π(e)·A, with π a
     # classifier over the training data's benchmarks (regularisation C, temperature T) and
     # A each configuration's mean score per benchmark. 0 turns it off; `irtgate train`
     # chooses the three by cross-validation.

@@ -1,6 +1,6 @@
 """Every dashboard query and alert rule, evaluated by a real Prometheus on real metrics.
 
-One module-scoped setup on loopback, built with the e2e harness (tests/e2e/harness.py):
+One module-scoped setup on loopback, built with the e2e harness (server/testing.py):
 
 - gateway "routed": Envoy + in-process irtgate + demo upstreams, as `irtgate up` runs them,
   with real requests through Envoy (routed, passed through, rejected) on all three APIs;
