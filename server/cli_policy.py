@@ -71,6 +71,32 @@ def check(
     )
 
 
+@policy_app.command("diff")
+def diff(
+    old: Annotated[Path, typer.Argument(help="The policy as it is.")],
+    new: Annotated[Path, typer.Argument(help="The policy as it would be.")],
+) -> None:
+    """What changes from OLD to NEW: decisions, thresholds, candidates, objectives, catalog."""
+    from irtgate.policies.diff import diff as policy_diff
+    from irtgate.policies.errors import PolicyError
+    from irtgate.policies.loader import load_source, parse_yaml, validate_schema
+
+    policies = []
+    for file in (old, new):
+        try:
+            label, text = load_source(file)
+            policies.append(validate_schema(parse_yaml(text, label)))
+        except PolicyError as e:
+            for p in e.problems:
+                typer.echo(str(p), err=True)
+            raise SystemExit(1) from None  # typer.Exit codes are dropped by irtgate.server.cli.main
+    changes = policy_diff(policies[0], policies[1])
+    for c in changes:
+        typer.echo(str(c))
+    n = len(changes)
+    typer.echo(f"{old} -> {new}: {n} change{'s' if n != 1 else ''}" if n else "no changes")
+
+
 @policy_app.command("schema")
 def schema() -> None:
     """Print the policy JSON Schema (for editor completion and CI)."""
