@@ -22,7 +22,8 @@ from typing import Any
 from irtgate.plugins.base import Chain, build_chain
 from irtgate.policies.conditions import FieldInfo, Node, check_leaf, guess_range
 from irtgate.policies.errors import PathT, PolicyError, Problem, format_path
-from irtgate.policies.loader import Salvage, Source, parse_yaml, salvage, validate_schema
+from irtgate.policies.loader import Source, parse_yaml, validate_schema
+from irtgate.policies.salvage import Salvage, salvage
 from irtgate.policies.spec import (
     CatalogEntry,
     Condition,
@@ -101,8 +102,10 @@ class _Compiler:
 
     def err(self, path: PathT, msg: str) -> None:
         if self.salvaged is not None:
-            if any(f"{n!r}" in msg for n in self.salvaged.dropped):
-                return  # a consequence of an item already reported as broken
+            cause = self.salvaged.cause(msg)
+            if cause is not None:  # a consequence of an item already reported as broken
+                where = f"line {cause.line}: " if cause.line else ""
+                msg = f"{msg} (follows from the error at {where}{format_path(cause.path)})"
             path = self.salvaged.remap(path)
         self.problems.append(self.src.problem(path, msg))
 

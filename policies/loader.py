@@ -141,65 +141,6 @@ def validate_schema(src: Source) -> Policy:
         raise PolicyError([src.problem(p, "; or ".join(m)) for p, m in merged.items()]) from None
 
 
-@dataclass(frozen=True)
-class Salvage:
-    """What is left of a policy once the items with schema errors are dropped.
-
-    ``keep[section][i]`` is the original index of item ``i`` in the salvaged list, so that
-    later problems can be reported at the right place; ``dropped`` holds the names of the
-    dropped items, whose absence must not be reported again as "unknown".
-    """
-
-    policy: Policy
-    keep: dict[str, list[int]]
-    dropped: frozenset[str]
-
-    def remap(self, path: PathT) -> PathT:
-        if len(path) > 1 and isinstance(path[0], str) and path[0] in self.keep:
-            i = path[1]
-            if isinstance(i, int) and i < len(self.keep[path[0]]):
-                return (path[0], self.keep[path[0]][i], *path[2:])
-        return path
-
-
-def salvage(src: Source, problems: tuple[Problem, ...]) -> Salvage | None:
-    """Drop the catalog entries, signals and decisions that have schema errors, so the
-    cross-reference checks can still run on the rest (all errors at once). None when an
-    error sits elsewhere (e.g. in ``default``) and nothing sensible is left to check."""
-    if not isinstance(src.data, dict):
-        return None
-    data = dict(src.data)
-    keep: dict[str, list[int]] = {}
-    dropped: set[str] = set()
-    for sec in ("catalog", "decisions"):
-        bad = {
-            i
-            for p in problems
-            if len(p.path) > 1 and p.path[0] == sec and isinstance(i := p.path[1], int)
-        }
-        items = data.get(sec)
-        if not bad:
-            continue
-        if not isinstance(items, list):
-            return None
-        keep[sec] = [i for i in range(len(items)) if i not in bad]
-        for i in bad:
-            name = items[i].get("name") if isinstance(items[i], dict) else None
-            if isinstance(name, str):
-                dropped.add(name)
-        data[sec] = [items[i] for i in keep[sec]]
-    bad_sig = {p.path[1] for p in problems if len(p.path) > 1 and p.path[0] == "signals"}
-    if bad_sig and isinstance(data.get("signals"), dict):
-        dropped |= {str(k) for k in bad_sig}
-        data["signals"] = {k: v for k, v in data["signals"].items() if k not in bad_sig}
-    if not keep and not bad_sig:
-        return None
-    try:
-        return Salvage(Policy.model_validate(data), keep, frozenset(dropped))
-    except ValidationError:
-        return None
-
-
 def load_source(path: Path | None) -> tuple[str, str]:
     """(file label, text); ``None`` is the embedded default policy."""
     if path is None:

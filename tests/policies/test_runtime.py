@@ -102,8 +102,11 @@ def test_a_broken_file_at_start_up_raises_with_every_problem(tmp_path: Path) -> 
     path.write_text(policy("nope").replace("w: 1.0", "w: 2"))
     with pytest.raises(PolicyError) as ei:
         PolicyRuntime.from_file(path, resources=fake_resources(), watch=False)
-    assert len(ei.value.problems) == 1  # schema errors stop before cross-references
-    assert str(ei.value).startswith(f"{path}:12: default.objective.w")
+    # The schema error and the unknown candidate, both in one report.
+    assert [(p.line, p.path) for p in ei.value.problems] == [
+        (11, ("default", "candidates", 0)),
+        (12, ("default", "objective", "w")),
+    ]
 
 
 async def test_decide_does_not_block_the_event_loop(tmp_path: Path) -> None:

@@ -181,12 +181,13 @@ default:
   objective: {method: target, target: 0.8}
 """
     got = problems(text)
-    # The decision with a schema error is dropped from the cross-reference checks; the
-    # rest are still checked, so one run reports everything.
+    # The plugin with a schema error is left out and the rest of its decision is still
+    # checked, so one run reports everything.
     assert "p.yaml:17: decisions[0].plugins[1].teleport: unknown key" in got
-    assert not any(g.startswith(("p.yaml:13:", "p.yaml:16:")) for g in got)
-    assert "p.yaml:18: decisions[1].name: duplicate decision name 'a'" not in got
-    assert len(got) == 8
+    assert "p.yaml:13: decisions[0].candidates[1]: unknown catalog entry 'huge'" in got
+    assert any(g.startswith("p.yaml:16: decisions[0].plugins[0].pii.action:") for g in got)
+    assert "p.yaml:18: decisions[1].name: duplicate decision name 'a'" in got
+    assert len(got) == 12
     got = problems(text.replace("      - teleport: {}\n", ""))
     expected = [
         "p.yaml:2: aliases[1]: alias 'small' is also a catalog name or model",
@@ -227,6 +228,7 @@ decisions:
         "p.yaml:6: catalog[1].cost: Input should be greater than or equal to 0",
         "p.yaml:10: signals.broken.colour: unknown key",
         "p.yaml:12: decisions[0].when.gt: can never be met: probe.score is in [0, 1]",
+        "p.yaml:14: decisions[1].candidates[1]: unknown catalog entry 'nope'",
         "p.yaml:15: decisions[1].objective.w: Input should be less than or equal to 1",
     ]
 
