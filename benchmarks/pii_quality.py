@@ -8,6 +8,7 @@ Person names are scored only when the optional NER extra (spaCy) is installed.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import platform
@@ -78,7 +79,8 @@ def _row(name: str, s: TypeScore) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     cases = load_cases(CASES)
     pattern = PIIScanner(PATTERN_TYPES)
     results = {"pattern": score(cases, pattern)}
