@@ -42,10 +42,11 @@ def thinking(n: int) -> dict[str, Any]:
     return {"thinking": {"type": "enabled", "budget_tokens": n}}
 
 
-THINKING_OFF = {"thinking": {"type": "disabled"}}
-THINKING_ON = {"thinking": {"type": "enabled"}}
-WORDS = ("none", "minimal", "low", "medium", "high", "xhigh")
-ANTHROPIC = {
+Fields = dict[str, Any] | None  # what a translation adds; None: nothing (NOT_SENT)
+THINKING_OFF: Fields = {"thinking": {"type": "disabled"}}
+THINKING_ON: Fields = {"thinking": {"type": "enabled"}}
+WORDS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
+ANTHROPIC: dict[str | int, Fields] = {
     "none": THINKING_OFF,
     "minimal": thinking(1024),
     "low": thinking(2048),
@@ -54,12 +55,15 @@ ANTHROPIC = {
     "xhigh": thinking(32768),
     TOKENS: thinking(TOKENS),
 }
-DEEPSEEK_SWITCH = {b: THINKING_OFF if b in ("off", "none") else THINKING_ON
-                   for b in ("off", "on", *WORDS, TOKENS)}  # fmt: skip
+SWITCH_BUDGETS: tuple[str | int, ...] = ("off", "on", *WORDS, TOKENS)
+DEEPSEEK_SWITCH: dict[str | int, Fields] = {
+    b: THINKING_OFF if b in ("off", "none") else THINKING_ON for b in SWITCH_BUDGETS
+}
+GEMINI_BUDGETS: tuple[str | int, ...] = (*WORDS[:-1], TOKENS)  # xhigh is refused
 NOT_SENT = None  # the family has no budget field in this API: nothing is written
 
 # family -> API -> budget -> the fields the translator adds (NOT_SENT: none, and it says so).
-EXPECTED: dict[str, dict[ApiKind, dict[str | int, dict[str, Any] | None]]] = {
+EXPECTED: dict[str, dict[ApiKind, dict[str | int, Fields]]] = {
     "none": {CHAT: {}, RESPONSES: {}, MESSAGES: {}},
     "native": {
         CHAT: {w: effort(w) for w in WORDS},
@@ -88,8 +92,8 @@ EXPECTED: dict[str, dict[ApiKind, dict[str | int, dict[str, Any] | None]]] = {
             **{w: effort(w) for w in WORDS[:-1]},
             TOKENS: {"extra_body": {"google": {"thinking_config": {"thinking_budget": TOKENS}}}},
         },
-        RESPONSES: {b: NOT_SENT for b in (*WORDS[:-1], TOKENS)},
-        MESSAGES: {b: NOT_SENT for b in (*WORDS[:-1], TOKENS)},
+        RESPONSES: {b: NOT_SENT for b in GEMINI_BUDGETS},
+        MESSAGES: {b: NOT_SENT for b in GEMINI_BUDGETS},
     },
     "qwen": {
         CHAT: {
