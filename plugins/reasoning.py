@@ -261,9 +261,7 @@ class Family:
         """``budget`` as this family takes it; :class:`BudgetError` if it does not."""
         if isinstance(budget, str) and budget.isascii() and budget.isdigit():
             budget = int(budget)
-        if isinstance(budget, bool):
-            pass
-        elif isinstance(budget, int):
+        if isinstance(budget, int) and not isinstance(budget, bool):
             if self.min_tokens is not None and budget >= self.min_tokens:
                 return budget
         elif isinstance(budget, str) and budget in self.words:
@@ -348,8 +346,8 @@ def translate(body: dict[str, Any], api: ApiKind, family_name: str, budget: obje
     """Edit ``body`` in place for ``family_name`` and ``budget``: remove the reasoning fields
     the family does not own in ``api``, then write the budget. True if it was written; False
     with no budget, or where the family has no budget field in ``api``."""
-    fam = family(family_name)
-    value = None if budget is None else fam.check(budget)
+    value = check_budget(family_name, budget)  # refused before anything is touched
+    fam = FAMILIES[family_name]
     own = fam.owns.get(api, ())
     for path in KNOWN:
         if path not in own:
