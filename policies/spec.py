@@ -11,11 +11,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+)
+from pydantic import field_validator as _field_validator
 from pydantic import model_validator as _model_validator
 
 from irtgate.plugins.headers import HeadersConfig
 from irtgate.plugins.pii import PiiConfig
+from irtgate.plugins.reasoning import FAMILIES, check_budget
+from irtgate.plugins.reasoning import family as reasoning_family
 from irtgate.plugins.system_prompt import SystemPromptConfig
 
 # Strict: YAML "5" is a string and stays one; a number where a name belongs is an error.
@@ -29,8 +41,6 @@ UpstreamName = Annotated[
     StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 ]
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
-Family = Literal["none", "openai", "anthropic", "qwen", "max_tokens"]
-OPENAI_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
 class _Model(BaseModel):
@@ -51,21 +61,19 @@ class CatalogEntry(_Model):
     name: Name = Field(description="Unique configuration name, e.g. 'gpt-4@high'.")
     model: Name = Field(description="Model name written into the upstream request body.")
     upstream: UpstreamName = Field(description="Upstream (Envoy cluster) the request is sent to.")
-    family: Family = Field(
+    # The families and their budgets are the translator's table (plugins/reasoning.py): the
+    # schema offers and accepts exactly what the translator writes.
+    family: StrictStr = Field(
         default="none",
         description=(
-            "How the reasoning budget is expressed: openai (reasoning_effort), anthropic "
-            "(thinking.budget_tokens), qwen (chat_template_kwargs.enable_thinking + "
-            "thinking_token_budget), max_tokens (output cap only), none (no reasoning: "
-            "reasoning fields are removed)."
+            "The provider family whose fields carry the reasoning budget (docs/policies.md, "
+            "'Reasoning budgets'); none: no reasoning, every reasoning field is removed."
         ),
+        json_schema_extra={"enum": list(FAMILIES)},
     )
     budget: StrictStr | StrictInt | None = Field(
         default=None,
-        description=(
-            "openai: none|minimal|low|medium|high; anthropic: thinking tokens (>= 1024); "
-            "qwen: 'off', 'on' or thinking tokens; max_tokens: output tokens."
-        ),
+        description="; ".join(f"{f.name}: {f.accepts}" for f in FAMILIES.values()) + ".",
     )
     router_config: StrictStr | None = Field(
         default=None, description="The router configuration whose P(correct) this entry uses."
@@ -76,22 +84,21 @@ class CatalogEntry(_Model):
     price: Price | None = None
     local: StrictBool = Field(default=False, description="Runs on premises (for pii: restrict).")
 
-    @_model_validator(mode="after")
-    def _budget_fits_family(self) -> CatalogEntry:
-        b, fam = self.budget, self.family
-        if b is None:
-            return self
-        if fam == "none":
-            raise ValueError("family 'none' takes no budget (set family to use a budget)")
-        if fam == "openai" and b not in OPENAI_EFFORTS:
-            raise ValueError(f"openai budget must be one of {', '.join(OPENAI_EFFORTS)}")
-        if fam == "anthropic" and not (isinstance(b, int) and b >= 1024):
-            raise ValueError("anthropic budget is thinking tokens, an integer >= 1024")
-        if fam == "qwen" and not (b in ("off", "on") or (isinstance(b, int) and b > 0)):
-            raise ValueError("qwen budget is 'off', 'on' or a positive number of tokens")
-        if fam == "max_tokens" and not (isinstance(b, int) and b > 0):
-            raise ValueError("max_tokens budget is a positive number of tokens")
-        return self
+    @_field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        reasoning_family(value)
+        return value
+
+    @_field_validator("budget")
+    @classmethod
+    def _budget_fits_family(cls, value: str | int | None, info: ValidationInfo) -> str | int | None:
+        # A field validator, so that the error points at the budget's own line; the family
+        # (declared above it) is missing from info.data when it was itself invalid.
+        fam = info.data.get("family")
+        if isinstance(fam, str):
+            check_budget(fam, value)
+        return value
 
 
 class SignalSpec(_Model):

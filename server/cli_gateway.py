@@ -42,6 +42,13 @@ RouteOpt = Annotated[
     str | None,
     typer.Option(help="Static decision for routed requests: UPSTREAM/MODEL[@BUDGET]."),
 ]
+RouteFamilyOpt = Annotated[
+    str,
+    typer.Option(
+        help="Provider family whose fields carry --route's budget (see docs/policies.md, "
+        "'Reasoning budgets'); native = each API's own provider's."
+    ),
+]
 PolicyOpt = Annotated[
     Path | None,
     typer.Option(help="Routing policy YAML (default: the embedded policies/default.yaml)."),
@@ -77,13 +84,16 @@ def parse_upstream(spec: str) -> Upstream:
         raise typer.BadParameter(f"{spec!r}: expected NAME=HOST:PORT[,model,...] ({e})") from e
 
 
-def parse_route(spec: str) -> DefaultChoice:
-    """``upstream/model[@budget]`` → :class:`DefaultChoice`."""
+def parse_route(spec: str, family: str = _D.default_choice.family) -> DefaultChoice:
+    """``upstream/model[@budget]`` (its budget in ``family``'s terms) → :class:`DefaultChoice`."""
     upstream, sep, rest = spec.partition("/")
     model, _, budget = rest.partition("@")
     if not sep or not upstream or not model:
         raise typer.BadParameter(f"{spec!r}: expected UPSTREAM/MODEL[@BUDGET]")
-    return DefaultChoice(model=model, upstream=upstream, budget=budget or None)
+    try:
+        return DefaultChoice(model=model, upstream=upstream, budget=budget or None, family=family)
+    except ValueError as e:
+        raise typer.BadParameter(f"{spec!r}: {e}") from e
 
 
 def build_settings(
@@ -102,6 +112,7 @@ def build_settings(
     default_upstream: str | None = None,
     policy: Path | None = None,
     route: str | None = None,
+    route_family: str = _D.default_choice.family,
     need_route: bool = True,
     static: bool = False,
     watch: bool = True,
@@ -112,6 +123,10 @@ def build_settings(
         raise typer.BadParameter("--static and --policy exclude each other")
     if route is not None and policy is not None:
         raise typer.BadParameter("--route is the static decider's choice; --policy decides itself")
+    if route is None and route_family != _D.default_choice.family:
+        raise typer.BadParameter(
+            "--route-family names the family of --route's budget: give --route"
+        )
     # A route without a policy asks for the static decider: that is what --route sets.
     kwargs["decider"] = DeciderKind.STATIC if static or route is not None else DeciderKind.POLICY
     if upstream:
@@ -130,7 +145,7 @@ def build_settings(
     elif default_upstream:
         kwargs["default_upstream"] = default_upstream
     if route is not None:
-        kwargs["default_choice"] = parse_route(route)
+        kwargs["default_choice"] = parse_route(route, route_family)
     try:
         return Settings(
             host=host,
@@ -169,6 +184,7 @@ def register(app: typer.Typer) -> None:
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
+        route_family: RouteFamilyOpt = _D.default_choice.family,
         static: StaticOpt = False,
         watch: WatchOpt = True,
         router: RouterOpt = None,
@@ -198,6 +214,7 @@ def register(app: typer.Typer) -> None:
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
+        route_family: RouteFamilyOpt = _D.default_choice.family,
         static: StaticOpt = False,
         watch: WatchOpt = True,
         router: RouterOpt = None,

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from irtgate.plugins.reasoning import check_budget
+
 MiB: Final = 1024 * 1024
 
 
@@ -66,6 +68,12 @@ class DefaultChoice:
     model: str = "demo-small-1"
     upstream: str = "demo-small"
     budget: str | None = "low"
+    # The provider family whose fields carry the budget (irtgate.plugins.reasoning.FAMILIES);
+    # "native": each API's own provider's (the demo upstreams speak all three).
+    family: str = "native"
+
+    def __post_init__(self) -> None:
+        check_budget(self.family, self.budget)  # BudgetError (a ValueError) says what fits
 
 
 @dataclass(frozen=True, slots=True)

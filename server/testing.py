@@ -277,6 +277,7 @@ def _start_serve(
     if settings.decider is DeciderKind.STATIC:
         d = settings.default_choice
         args += ["--route", f"{d.upstream}/{d.model}" + (f"@{d.budget}" if d.budget else "")]
+        args += ["--route-family", d.family]
     if settings.policy_path is not None:
         args += ["--policy", str(settings.policy_path)]
     if not settings.policy_watch:

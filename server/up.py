@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def describe_decider(settings: Settings) -> str:
     if settings.decider is DeciderKind.STATIC:
         d = settings.default_choice
-        return f"static ({d.upstream}/{d.model}" + (f"@{d.budget})" if d.budget else ")")
+        budget = f"@{d.budget}, {d.family} family" if d.budget else ""
+        return f"static ({d.upstream}/{d.model}{budget})"
     if settings.policy_path is None:
         return "policy policies/default.yaml (embedded)"
     watching = "hot reload on" if settings.policy_watch else "hot reload off"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from irtgate.plugins.reasoning import FAMILIES, LEVELS, BudgetError
 from irtgate.policies.compile import compile_policy
 from irtgate.policies.errors import PolicyError
 from tests.policies.fakes import BASE, fake_resources
@@ -236,14 +237,52 @@ decisions:
 def test_budget_must_fit_the_family() -> None:
     for family, budget, msg in [
         ("none", "high", "family 'none' takes no budget"),
-        ("openai", "extreme", "openai budget must be one of"),
-        ("anthropic", 100, "anthropic budget is thinking tokens"),
-        ("qwen", "maybe", "qwen budget is 'off', 'on'"),
-        ("max_tokens", "low", "max_tokens budget is a positive number"),
+        (
+            "openai",
+            "extreme",
+            "openai budget must be one of none, minimal, low, medium, high, xhigh",
+        ),
+        ("openai", 4096, "openai budget must be one of"),
+        ("anthropic", 100, "thinking tokens: an integer >= 1024; got 100"),
+        ("qwen", "maybe", "qwen budget must be one of off, on, or thinking tokens"),
+        ("max_tokens", "low", "max_tokens budget must be output tokens: an integer >= 1"),
+        ("gemini", "xhigh", "gemini budget must be one of none, minimal, low, medium, high,"),
+        ("deepseek", 0, "deepseek budget must be one of off, on,"),
+        ("native", 2048, "native budget must be one of"),
     ]:
         text = BASE.replace("family: openai, budget: high", f"family: {family}, budget: {budget}")
         (got,) = problems(text + DEFAULT)
-        assert got.startswith("p.yaml:7: catalog[2]: ") and msg in got, got
+        assert got.startswith("p.yaml:7: catalog[2].budget: ") and msg in got, got
+
+
+def test_unknown_family_lists_the_translators_families() -> None:
+    text = BASE.replace("family: openai, budget: high", "family: grok, budget: high")
+    (got,) = problems(text + DEFAULT)
+    assert got == (
+        "p.yaml:7: catalog[2].family: unknown family 'grok'; one of " + ", ".join(FAMILIES)
+    )
+
+
+# Budgets that some family takes and some refuses: the schema must agree with the translator
+# on each (one table decides both).
+PROBES: list[str | int] = [*LEVELS, "off", "on", "max", "4096", 0, 1, 512, 1024, 32768]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_validation_accepts_exactly_what_the_translator_accepts(family: str) -> None:
+    for budget in PROBES:
+        try:
+            FAMILIES[family].check(budget)
+            translates = True
+        except BudgetError:
+            translates = False
+        shown = f'"{budget}"' if isinstance(budget, str) else str(budget)
+        text = BASE.replace("family: openai, budget: high", f"family: {family}, budget: {shown}")
+        if translates:
+            ok(text + DEFAULT)
+        else:
+            (got,) = problems(text + DEFAULT)
+            assert got.startswith("p.yaml:7: catalog[2].budget: "), (family, budget, got)
 
 
 def test_objective_rules() -> None:
