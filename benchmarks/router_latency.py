@@ -126,13 +126,13 @@ def bench_encoder(router: Any, n: int) -> dict[str, Any]:
     texts = [prompt(i) for i in range(n)]
     reqs = [_request(t) for t in texts]
     for r in reqs[:10]:  # warm-up: sessions, caches, allocator
-        router.predict(emb.embed_request(r))
+        router.score(emb.embed_request(r))
     e2e, heads_only = [], []
     for r in reqs:
         t0 = time.perf_counter()
         vec = emb.embed_request(r)
         t1 = time.perf_counter()
-        router.predict(vec)
+        router.score(vec)
         t2 = time.perf_counter()
         e2e.append((t2 - t0) * 1e3)
         heads_only.append((t2 - t1) * 1e3)
@@ -176,7 +176,7 @@ from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
 req = LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText({text!r})),))
 for _ in range(20):
-    r.predict(emb.embed_request(req))
+    r.score(emb.embed_request(req))
 for line in open("/proc/self/status"):
     if line.startswith("VmRSS") or line.startswith("VmHWM"):
         print(line.strip())

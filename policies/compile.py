@@ -24,6 +24,7 @@ from irtgate.policies.conditions import FieldInfo, Node, check_leaf, guess_range
 from irtgate.policies.errors import PathT, PolicyError, Problem, format_path
 from irtgate.policies.loader import Source, parse_yaml, validate_schema
 from irtgate.policies.salvage import Salvage, salvage
+from irtgate.policies.scoring import weighs_cost
 from irtgate.policies.spec import (
     CatalogEntry,
     Condition,
@@ -60,6 +61,8 @@ class Snapshot:
     pinned: Mapping[str, tuple[CatalogEntry, ...]]  # entry or model name -> entries
     aliases: frozenset[str]
     resources: Resources
+    # Problems that do not stop the policy from loading (``policy check`` prints them).
+    warnings: tuple[Problem, ...] = ()
 
 
 def _leaves(c: Condition, path: PathT) -> Iterator[tuple[Condition, PathT]]:
@@ -99,6 +102,7 @@ class _Compiler:
         self.src, self.policy, self.res = src, policy, resources
         self.salvaged = salvaged
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def err(self, path: PathT, msg: str) -> None:
         if self.salvaged is not None:
@@ -236,6 +240,7 @@ class _Compiler:
                         f"candidate {e.name!r} has no cost, price or router_config, "
                         "so a cost cap cannot apply to it",
                     )
+        self._unknown_costs(base, d.objective, cands)
         specs = []
         for j, ps in enumerate(d.plugins):
             name, cfg = ps.chosen()[0]
@@ -262,6 +267,44 @@ class _Compiler:
             tuple(cands),
             d.objective,
             chain,
+        )
+
+    def _unknown_costs(self, base: PathT, obj: Objective, cands: list[CatalogEntry]) -> None:
+        """Warn where an objective weighs cost over candidates nothing prices.
+
+        Without a router the card's costs cannot be read, so only entries with no
+        ``router_config`` either are counted; with one, its card decides."""
+        if not weighs_cost(obj) or (len(cands) < 2 and obj.max_cost is None):
+            return
+        router = self.res.router
+        unknown = [
+            e.name
+            for e in cands
+            if e.cost is None
+            and e.price is None
+            and (
+                e.router_config is None
+                if router is None
+                else router.expected_cost.get(e.router_config or "") is None
+            )
+        ]
+        if not unknown:
+            return
+        names = ", ".join(repr(n) for n in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+        rule = (
+            "a cost cap never admits them"
+            if obj.max_cost is not None
+            else "they count as dear as the dearest known candidate"
+            if len(unknown) < len(cands)
+            else "cost plays no part, P alone decides"
+        )
+        self.warnings.append(
+            self.src.problem(
+                (*base, "objective"),
+                f"warning: the objective weighs cost, but the cost of {names} is unknown "
+                f"(no cost or price here, none on the router's card): {rule}; "
+                "give them a cost or price",
+            )
         )
 
 
@@ -310,6 +353,7 @@ def compile_policy(text: str, file: str, resources: Resources | None = None) -> 
         pinned=MappingProxyType({k: tuple(v) for k, v in pinned.items()}),
         aliases=frozenset(policy.aliases),
         resources=res,
+        warnings=tuple(_sorted(c.warnings)),
     )
 
 

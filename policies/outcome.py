@@ -8,9 +8,9 @@ The gateway (``server/``) knows nothing about signals or policies: it hands a pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from irtgate.signals.base import Value
 from irtgate.signals.request import LLMRequest
@@ -65,12 +65,41 @@ class DecisionTrace:
     baseline_cost: float | None = None
 
 
+# Optional capabilities of a decider. The gateway checks each once, when it is wired
+# (``isinstance`` against a runtime-checkable Protocol costs ~0.1 ms), never per request.
+
+
+@runtime_checkable
 class TracingDecider(Protocol):
     """A :class:`Decider` that can also fill in a :class:`DecisionTrace`.
 
-    The gateway checks ``accepts_trace`` (a class attribute set to True) before passing one.
+    ``accepts_trace`` is a class attribute set to True: the ``decide`` signature itself
+    cannot be checked at run time, the attribute says the extra argument is understood.
     """
 
     accepts_trace: ClassVar[bool]
 
     async def decide(self, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome: ...
+
+
+def traces(decider: Decider) -> TypeGuard[TracingDecider]:
+    """Whether ``decider`` is a :class:`TracingDecider` (checked once, at wiring)."""
+    return isinstance(decider, TracingDecider) and decider.accepts_trace is True
+
+
+@runtime_checkable
+class KnowsModels(Protocol):
+    """A decider that names the models it handles itself (a policy's aliases and pinned
+    models), beyond the gateway's aliases. Asked per request: a reload can change them."""
+
+    def known_models(self) -> Iterable[str]: ...
+
+
+@runtime_checkable
+class Background(Protocol):
+    """A decider with background work (a policy file watcher): it starts and stops with
+    the gateway."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

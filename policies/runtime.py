@@ -55,6 +55,11 @@ def warm_up(snap: Snapshot) -> None:
         log.warning("policy warm-up failed (%s)", type(e).__name__)
 
 
+def _log_warnings(snap: Snapshot) -> None:
+    for w in snap.warnings:
+        log.warning("policy %s", w)
+
+
 def default_resources() -> Resources:
     """The shipped default router and its encoder, or nothing if it is not available."""
     try:
@@ -104,6 +109,7 @@ class PolicyRuntime:
         label, text = load_source(path)
         snap = compile_policy(text, label, res)
         log.info("policy %s loaded (%s)", label, snap.digest)
+        _log_warnings(snap)
         if accept is not None and (problem := accept(snap)) is not None:
             raise PolicyError([Problem(label, None, (), problem)])
         warm_up(snap)
@@ -140,6 +146,7 @@ class PolicyRuntime:
             if self._accept is not None and (problem := self._accept(snap)) is not None:
                 raise PolicyError([Problem(label, None, (), problem)])
             warm_up(snap)  # before the swap: requests never wait for it
+            _log_warnings(snap)
         except PolicyError as e:
             log.error("policy reload failed, keeping %s:\n%s", self._snapshot.digest, e)
             self._report("error", str(e))

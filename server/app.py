@@ -17,7 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from irtgate.policies.outcome import Decider
+from irtgate.policies.outcome import Background, Decider
 from irtgate.proto import decide_pb2_grpc
 from irtgate.server.admin import admin_app
 from irtgate.server.core import GatewayCore
@@ -52,6 +52,8 @@ class Gateway:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = metrics if metrics is not None else Metrics.create(self.registry)
         self.core = GatewayCore(settings, decider, self.metrics)
+        # Deciders with background work (a policy file watcher) start and stop with us.
+        self._background = decider if isinstance(decider, Background) else None
         self.grpc_port = settings.grpc_port
         self.admin_port = settings.admin_port
         self._ready = False
@@ -64,10 +66,8 @@ class Gateway:
         return self._ready
 
     async def start(self) -> None:
-        # Deciders with background work (a policy file watcher) start and stop with us.
-        starter = getattr(self.decider, "start", None)
-        if callable(starter):
-            await starter()
+        if self._background is not None:
+            await self._background.start()
         limit = self.settings.grpc_message_limit
         server = grpc.aio.server(
             options=[
@@ -117,9 +117,8 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        stopper = getattr(self.decider, "stop", None)
-        if callable(stopper):
-            await stopper()
+        if self._background is not None:
+            await self._background.stop()
 
 
 async def wait_for_signal() -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from irtgate.signals.base import Resources
 
 policy_app = typer.Typer(
     help="Check routing policies and print their JSON Schema.", no_args_is_help=True
 )
 
 
-def _resources(router: Path | None, no_router: bool) -> Any:
+def _resources(router: Path | None, no_router: bool) -> Resources:
     from irtgate.signals.base import Resources
 
     if no_router:
@@ -45,7 +48,8 @@ def check(
     router: RouterOpt = None,
     no_router: NoRouterOpt = False,
 ) -> None:
-    """Validate a policy; print every error as file:line: path: message (exit 1)."""
+    """Validate a policy; print every error as file:line: path: message (exit 1), and
+    warnings (unused signals, cost weighed over candidates of unknown cost) the same way."""
     from irtgate.policies.compile import compile_policy
     from irtgate.policies.errors import PolicyError
     from irtgate.policies.loader import load_source
@@ -62,6 +66,8 @@ def check(
     from irtgate.policies.loader import parse_yaml
 
     lines = parse_yaml(text, label)
+    for w in snap.warnings:
+        typer.echo(str(w))
     for name in snap.policy.signals:
         if name not in snap.signals:  # declared, but no decision reads it: never computed
             typer.echo(f"{lines.problem(('signals', name), 'warning: not used by any decision')}")
@@ -146,6 +152,9 @@ def explain(
     for k, v in ex.items():
         if k.startswith("signal."):
             typer.echo(f"  {k.removeprefix('signal.'):<32} {v}")
+    read = [f"{k.removeprefix('router.')} {v}" for k, v in ex.items() if k.startswith("router.")]
+    if read:
+        typer.echo("router    " + ", ".join(read))
     typer.echo(f"decision  {out.decision}  [{ex.get('objective')}]")
     typer.echo(f"  why     {ex.get('decision.why')}")
     typer.echo("candidates")
@@ -156,7 +165,7 @@ def explain(
         p, c = ex.get(f"p.{n}"), ex.get(f"cost.{n}")
         mark = "*" if n == out.choice.config else " "
         ps = f"P={p:.3f}" if isinstance(p, float) else "P=?"
-        cs = f"cost=${c:.6f}" if isinstance(c, float) else "cost=?"
+        cs = f"cost=${c:.6f}" if isinstance(c, float) else f"cost={c or '?'}"
         typer.echo(f" {mark} {n:<24} {ps}  {cs}")
     typer.echo(
         f"choice    {out.choice.config} -> model {out.choice.model} on "

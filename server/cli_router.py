@@ -49,9 +49,10 @@ def route(
     except RouterLoadError as e:
         raise _fail(str(e)) from e
     req = LLMRequest(api=ApiKind.CHAT, model="auto", messages=(Message("user", PromptText(text)),))
-    pred = r.predict(r.embedder().embed_request(req))
-    p = np.array([pred.p[c] for c in r.configs])
-    cost = np.array([r.expected_cost[c] for c in r.configs])
+    scores = r.score(r.embedder().embed_request(req))
+    p = np.array([scores.p[c] for c in r.configs])
+    # An unknown cost (None) is NaN for the selection rules: as dear as the dearest known.
+    cost = np.array([np.nan if (c := scores.cost[g]) is None else c for g in r.configs])
     if target is not None:
         choice = int(select_target(p, cost, target))
         rule = f"cheapest with P >= {target}"
@@ -60,15 +61,18 @@ def route(
         rule = f"linear, w = {cost_weight}"
     nc = normalize_costs(cost)
     typer.echo(f"router      {r.directory}  (encoder {r.encoder_name})")
-    typer.echo(f"difficulty  {pred.difficulty:+.3f}   discrimination {pred.discrimination:.3f}")
-    if pred.family:
-        top = sorted(pred.family.items(), key=lambda kv: -kv[1])[:3]
+    typer.echo(f"difficulty  {scores.difficulty:+.3f}   discrimination {scores.discrimination:.3f}")
+    if scores.family:
+        top = sorted(scores.family.items(), key=lambda kv: -kv[1])[:3]
         typer.echo("resembles   " + ", ".join(f"{f} {v:.2f}" for f, v in top))
     w = max(len(c) for c in r.configs)
     typer.echo(f"  {'configuration':<{w}}  {'P(correct)':>10}  {'cost $':>10}  {'norm':>5}")
     for i in np.argsort(-p):
         mark = "  <- choice" if i == choice else ""
-        typer.echo(f"  {r.configs[i]:<{w}}  {p[i]:>10.3f}  {cost[i]:>10.3g}  {nc[i]:>5.2f}{mark}")
+        cs = "unknown" if np.isnan(cost[i]) else f"{cost[i]:.3g}"
+        typer.echo(f"  {r.configs[i]:<{w}}  {p[i]:>10.3f}  {cs:>10}  {nc[i]:>5.2f}{mark}")
+    if np.isnan(cost).any():
+        typer.echo("  (an unknown cost counts as the dearest known one: norm 1.00)")
     typer.echo(f"choice      {r.configs[choice]}  ({rule})")
 
 

@@ -14,9 +14,16 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final
 
-from irtgate.policies.outcome import Decider, DecisionTrace, Outcome, TracingDecider
+from irtgate.policies.outcome import (
+    Decider,
+    DecisionTrace,
+    KnowsModels,
+    Outcome,
+    TracingDecider,
+    traces,
+)
 from irtgate.server.metrics import Metrics
 from irtgate.server.parse import api_for_path, parse_request
 from irtgate.server.settings import Settings, UnknownModelMode
@@ -96,14 +103,13 @@ class GatewayCore:
         self.metrics = metrics
         self._model_upstreams = settings.model_upstreams()
         self._aliases = frozenset(settings.aliases)
-        # A decider may name the models it handles itself (a policy's aliases and pinned
-        # models); asked per request because a policy reload can change them.
-        known = getattr(decider, "known_models", None)
+        # Optional capabilities, checked once here. A decider may name the models it handles
+        # itself; asked per request because a policy reload can change them.
         self._decider_models: Callable[[], Iterable[str]] | None = (
-            known if callable(known) else None
+            decider.known_models if isinstance(decider, KnowsModels) else None
         )
         # Deciders that report signal timings, PII findings, P and cost (the policy runtime).
-        self._traced = getattr(decider, "accepts_trace", False) is True
+        self._tracing: TracingDecider | None = decider if traces(decider) else None
 
     def routes(self, model: str) -> bool:
         """Whether ``model`` goes to the decider (else it is a concrete passthrough model)."""
@@ -168,11 +174,11 @@ class GatewayCore:
         return verdict
 
     async def _route(self, request: LLMRequest) -> Verdict:
-        if not self._traced:
+        if self._tracing is None:
             return self._verdict(await self.decider.decide(request))
         trace = DecisionTrace()
         try:
-            outcome = await cast(TracingDecider, self.decider).decide(request, trace)
+            outcome = await self._tracing.decide(request, trace)
         except ClientError:
             self._count_trace(trace, None, None)  # what a refused request computed and found
             raise

@@ -99,8 +99,10 @@ def policy_resources(metrics: Metrics | None, router_path: Path | None = None) -
         return res
     from irtgate.signals.encoders.embedder import RequestEmbedder
 
+    shared = res.embedder  # the router's own, loaded once
+    if not isinstance(shared, RequestEmbedder):
+        return res
     counter = metrics.encoder_truncations
-    shared = res.router.embedder()  # the router's own, loaded once
     embedder = RequestEmbedder(shared.encoder, metrics_hook=lambda name: counter.labels(name).inc())
     return Resources(embedder=embedder, router=res.router, extras=res.extras)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from irtgate.signals.request import LLMRequest
+
+if TYPE_CHECKING:
+    from irtgate.signals.irt.router_api import Router, RouterScores
 
 # A signal value: numbers, flags, labels, or a set of labels (e.g. PII types found).
 Value = float | int | bool | str | tuple[str, ...]
@@ -55,6 +58,9 @@ class SignalContext:
     scratch: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     # Whole-text token ids a signal already computed (see TokenIds), for the encoder.
     tokens: TokenIds | None = field(default=None, init=False, repr=False)
+    # Each router's read-out for this request, by router: computed once, read by the
+    # difficulty signal and the engine alike.
+    _scores: list[tuple[Router, RouterScores]] = field(default_factory=list, init=False, repr=False)
 
     def embedding(self) -> np.ndarray:
         if self._embedding is None:
@@ -70,6 +76,19 @@ class SignalContext:
             else:
                 self._embedding = self.embedder.embed_request(self.request)
         return self._embedding
+
+    def router_scores(self, router: Router) -> RouterScores:
+        """``router``'s scores for this request, computed on first use (one heads run)."""
+        for r, scores in self._scores:
+            if r is router:
+                return scores
+        scores = router.score(self.embedding())
+        self._scores.append((router, scores))
+        return scores
+
+    def scored(self, router: Router) -> bool:
+        """Whether ``router`` has already scored this request."""
+        return any(r is router for r, _ in self._scores)
 
     @property
     def embedded(self) -> bool:
@@ -97,7 +116,7 @@ class Resources:
     """Heavy shared objects, loaded once at start-up and handed to signal factories."""
 
     embedder: EmbeddingSource | None = None
-    router: Any = None  # irtgate.signals.irt.runtime.IRTRouter once loaded
+    router: Router | None = None  # e.g. irtgate.signals.irt.runtime.IRTRouter
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -13,9 +13,11 @@ Fields:
 * ``family`` (str, only for routers with a task-family prior): the training benchmark the
   query most resembles (``gsm8k``, ``mmlu``, ...), a name from the router card.
 
-It reads the request's embedding from the shared context (one encoder pass per request,
-shared with the domain signal) and the router from the start-up resources. The router
-must have been trained with the same encoder as the one in the context.
+It reads the router's :class:`~irtgate.signals.irt.router_api.RouterScores` for the request
+from the shared context: one encoder pass and one heads run per request, shared with the
+domain signal and with the policy engine, which takes P and costs from that same value (the
+``p.<config>`` fields are for ``when`` conditions only). The router comes from the start-up
+resources and must have been trained with the same encoder as the one in the context.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from irtgate.signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.irt.router_api import Router
 
 BASE_FIELDS: Mapping[str, type] = {
     "difficulty": float,
@@ -42,12 +45,12 @@ class DifficultySignal:
         "p_max": (0.0, 1.0),
     }
 
-    def __init__(self, router: Any) -> None:
+    def __init__(self, router: Router) -> None:
         self.router = router
         self._keys = tuple(f"p.{c}" for c in router.configs)
         # For policy validation: the values the label fields can take.
         self.labels: Mapping[str, tuple[str, ...]] = {"best": tuple(router.configs)}
-        if getattr(router, "families", ()):
+        if router.families:
             self.labels = {**self.labels, "family": tuple(router.families)}
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
@@ -61,27 +64,26 @@ class DifficultySignal:
                 f"the router expects {self.router.dim} (trained with encoder "
                 f"{self.router.encoder_name!r})"
             )
-        diff, disc, p, post = self.router.predict_with_family(emb)
-        row = p[0]
-        best = int(row.argmax())
+        scores = ctx.router_scores(self.router)
+        best = scores.best()
         out: dict[str, Value] = {
-            "difficulty": float(diff[0]),
-            "discrimination": float(disc[0]),
-            "p_max": float(row[best]),
-            "best": self.router.configs[best],
+            "difficulty": scores.difficulty,
+            "discrimination": scores.discrimination,
+            "p_max": scores.p[best],
+            "best": best,
         }
-        for key, v in zip(self._keys, row, strict=True):
-            out[key] = float(v)
-        if post is not None:
-            out["family"] = self.router.families[int(post[0].argmax())]
+        for key, c in zip(self._keys, scores.configs, strict=True):
+            out[key] = scores.p[c]
+        if (family := scores.top_family()) is not None:
+            out["family"] = family
         return out
 
 
-def _signal_class(router: Any) -> type[DifficultySignal]:
+def _signal_class(router: Router) -> type[DifficultySignal]:
     # The per-configuration fields depend on the loaded router, so each router gets a
     # subclass whose ``fields`` (what policies may reference) lists them.
     fields = dict(BASE_FIELDS)
-    if getattr(router, "families", ()):
+    if router.families:
         fields["family"] = str
     ranges = dict(DifficultySignal.ranges)
     for c in router.configs:
@@ -97,7 +99,7 @@ def make_difficulty(params: Mapping[str, Any], resources: Resources) -> Difficul
     unknown = set(params) - {"router"}
     if unknown:
         raise ValueError(f"difficulty: unknown parameter(s) {', '.join(sorted(unknown))}")
-    router = resources.router
+    router: Router | None = resources.router
     if "router" in params or router is None:
         from pathlib import Path
 

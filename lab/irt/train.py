@@ -267,9 +267,10 @@ def train_router(
     }
     log(f"test {metrics}")
 
-    from irtgate.signals.irt.selection import expected_costs
+    from irtgate.signals.irt.selection import known_costs
 
-    exp_cost = expected_costs(data.configs, data.costs)
+    # Unpriced configurations stay unknown (null) on the card: no stand-in price.
+    exp_cost = known_costs(data.configs, data.costs)
     a, _ = model.item_params(Xtr)
     P_tr = model.predict_irt(Xtr)
     configs = configurations_section(

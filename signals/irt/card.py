@@ -3,6 +3,9 @@
 The card is the single source of the router's metadata at serving time (configuration
 names, expected costs, encoder), and documentation for people: abilities with a 1-D
 summary, training data, hyper-parameters, the validation sweep and measured metrics.
+
+An ``expected_cost`` of ``null`` means the training data priced that configuration
+nowhere: it is unknown, and is shown and served as unknown, never as a stand-in price.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def render_card(card: Mapping[str, Any]) -> str:
     )
     for c in cfgs:
         cost = c.get("expected_cost")
-        cost_s = "n/a" if cost is None else f"{float(cost):.3g}"
+        cost_s = "unknown" if cost is None else f"{float(cost):.3g}"
         theta = " ".join(f"{v:+.2f}" for v in c.get("ability", []))
         lines.append(
             f"  {c['name']:<{w}}  {c.get('strength', 0.0):>8.3f}  "

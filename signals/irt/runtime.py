@@ -3,7 +3,9 @@
 ``IRTRouter.load()`` with no path loads the default router shipped in
 ``signals/artifacts/routers/default``. Per request the caller hands in the request's
 embedding (computed once per request by the encoder the router was trained with, see
-:meth:`IRTRouter.embedder`) and gets P(correct) for every configuration.
+:meth:`IRTRouter.embedder`) and gets a :class:`~irtgate.signals.irt.router_api.RouterScores`:
+P(correct) and expected cost for every configuration. It implements
+:class:`~irtgate.signals.irt.router_api.Router`.
 
 onnxruntime, numpy and yaml are imported inside the functions: importing this module costs
 nothing on the CLI/server start path.
@@ -14,10 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from irtgate.signals.irt.router_api import Cost, RouterScores, known_cost
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,22 +37,6 @@ log = logging.getLogger(__name__)
 
 class RouterLoadError(ValueError):
     """A router directory is missing a file or its card is inconsistent."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """IRT read-out for one query. ``discrimination`` is the norm of the k-dim vector."""
-
-    difficulty: float
-    discrimination: float
-    p: Mapping[str, float]  # configuration -> P(correct)
-    # Training benchmark -> posterior that the query is of that kind (empty when the router
-    # has no family prior). Names come from the training data, never from the request.
-    family: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-
-    def best(self) -> str:
-        """The configuration most likely to answer correctly (cost ignored)."""
-        return max(self.p, key=lambda c: self.p[c])
 
 
 def _card_list(card: Mapping[str, Any], path: Path) -> list[Mapping[str, Any]]:
@@ -70,8 +57,9 @@ class IRTRouter:
         self.directory = directory
         self.card: Mapping[str, Any] = MappingProxyType(dict(card))
         self.configs: tuple[str, ...] = tuple(str(c["name"]) for c in cfgs)
-        self.expected_cost: Mapping[str, float] = MappingProxyType(
-            {str(c["name"]): float(c.get("expected_cost", float("nan"))) for c in cfgs}
+        # None where the card has no cost: the router's data did not price that model.
+        self.expected_cost: Mapping[str, Cost] = MappingProxyType(
+            {str(c["name"]): known_cost(c.get("expected_cost")) for c in cfgs}
         )
         enc = card.get("encoder") or {}
         if not isinstance(enc, Mapping) or not isinstance(enc.get("name"), str):
@@ -154,18 +142,30 @@ class IRTRouter:
         diff, disc, p, _ = self._run(embeddings)
         return diff, disc, p
 
-    def predict(self, embedding: np.ndarray) -> Prediction:
-        """The read-out for one query embedding (d,) or (1, d)."""
+    def score(self, embedding: np.ndarray) -> RouterScores:
+        """The read-out for one query embedding (d,) or (1, d), in one session run."""
         diff, disc, p, post = self.predict_with_family(embedding)
         if diff.shape[0] != 1:
-            raise ValueError(f"predict takes one embedding, got {diff.shape[0]}")
+            raise ValueError(f"score takes one embedding, got {diff.shape[0]}")
         family = {} if post is None else {f: float(post[0, i]) for i, f in enumerate(self.families)}
-        return Prediction(
+        return RouterScores(
+            configs=self.configs,
+            p=MappingProxyType({c: float(p[0, i]) for i, c in enumerate(self.configs)}),
+            cost=self.expected_cost,
             difficulty=float(diff[0]),
             discrimination=float(disc[0]),
-            p=MappingProxyType({c: float(p[0, i]) for i, c in enumerate(self.configs)}),
             family=MappingProxyType(family),
         )
+
+    def explain(self, scores: RouterScores) -> Mapping[str, float | str]:
+        """The query's difficulty, discrimination and closest training benchmark."""
+        out: dict[str, float | str] = {
+            "difficulty": round(scores.difficulty, 4),
+            "discrimination": round(scores.discrimination, 4),
+        }
+        if (fam := scores.top_family()) is not None:
+            out["family"] = fam
+        return out
 
     def _run(
         self, embeddings: np.ndarray

@@ -122,7 +122,7 @@ def select_target(p: np.ndarray, cost: np.ndarray, target: float) -> np.ndarray 
 # --- expected cost per configuration ----------------------------------------------------
 
 
-def expected_costs(
+def known_costs(
     configs: tuple[str, ...] | list[str],
     costs: np.ndarray | None = None,
     *,
@@ -130,13 +130,12 @@ def expected_costs(
     input_tokens: float | None = None,
     output_tokens: float = 256.0,
 ) -> np.ndarray:
-    """Expected USD per query for each configuration, shape (G,).
+    """Expected USD per query for each configuration, shape (G,), NaN where unknown.
 
     In order of preference: the mean of the data's observed costs (``costs``, (n, G), NaN
     ignored); else a price table ``config -> (USD per 1M input tokens, USD per 1M output
-    tokens)`` times the expected tokens; else 1.0 for every configuration (all-equal: cost
-    then plays no part in selection). A configuration with no observed cost falls back to
-    the price table, then to the dearest known cost (cautious).
+    tokens)`` times the expected tokens. What a router card records: a configuration that
+    neither prices stays unknown there.
     """
     g = len(configs)
     out = np.full(g, np.nan)
@@ -155,8 +154,28 @@ def expected_costs(
             if np.isnan(out[j]) and cfg in prices:
                 pin, pout = prices[cfg]
                 out[j] = (pin * input_tokens + pout * output_tokens) / 1e6
+    return out
+
+
+def expected_costs(
+    configs: tuple[str, ...] | list[str],
+    costs: np.ndarray | None = None,
+    *,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    input_tokens: float | None = None,
+    output_tokens: float = 256.0,
+) -> np.ndarray:
+    """:func:`known_costs` with every configuration priced, for offline evaluation.
+
+    A configuration with no observed cost and no price gets the dearest known cost
+    (cautious); when nothing is known, 1.0 for every configuration (all-equal: cost then
+    plays no part in selection).
+    """
+    out = known_costs(
+        configs, costs, prices=prices, input_tokens=input_tokens, output_tokens=output_tokens
+    )
     if np.isnan(out).all():
-        return np.ones(g)
+        return np.ones(len(configs))
     return np.where(np.isnan(out), np.nanmax(out), out)
 
 

@@ -127,14 +127,15 @@ def calibrate() -> Calibration:
     from irtgate.signals.text import PromptText
 
     res = default_resources()
-    assert res.router is not None, "the shipped default router did not load"
+    router = res.router
+    assert router is not None, "the shipped default router did not load"
     factories = registered()
     difficulty = factories["difficulty"][1]({}, res)
     domain = factories["domain"][1]({}, res)
 
     def values(text: str) -> dict[str, Any]:
         req = LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText(text)),))
-        ctx = SignalContext(req, embedder=res.embedder or res.router.embedder())
+        ctx = SignalContext(req, embedder=res.embedder or router.embedder())
         return {**difficulty.compute(ctx), **{"domain": domain.compute(ctx)["label"]}}
 
     easy, hard, law = values(EASY), values(HARD), values(LAW)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from irtgate.signals.base import Resources, SignalContext, Value, register, registered
+from irtgate.signals.irt.router_api import Router, RouterScores
 from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
 
@@ -79,36 +79,43 @@ class FakeEmbedder:
         return np.ones(4, dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class FakePrediction:
-    difficulty: float
-    discrimination: float
-    p: Mapping[str, float]
-
-
 class FakeRouter:
-    """P per configuration fixed by the test; expected costs from a table."""
+    """P per configuration fixed by the test; expected costs from a table (None: unknown).
 
-    def __init__(self, p: Mapping[str, float], cost: Mapping[str, float]) -> None:
+    Implements :class:`irtgate.signals.irt.router_api.Router`."""
+
+    def __init__(self, p: Mapping[str, float], cost: Mapping[str, float | None]) -> None:
         self.configs = tuple(p)
+        self.families: tuple[str, ...] = ()
         self.p = dict(p)
-        self.expected_cost = dict(cost)
+        self.expected_cost: Mapping[str, float | None] = {c: cost.get(c) for c in p}
+        self.dim = 4
+        self.encoder_name = "fake"
         self.predictions = 0
 
-    def predict(self, embedding: np.ndarray) -> FakePrediction:
+    def score(self, embedding: np.ndarray) -> RouterScores:
         self.predictions += 1
-        return FakePrediction(0.0, 1.0, self.p)
+        return RouterScores(self.configs, self.p, self.expected_cost, 0.0, 1.0)
+
+    def explain(self, scores: RouterScores) -> Mapping[str, float | str]:
+        return {"difficulty": scores.difficulty}
 
     def embedder(self) -> FakeEmbedder:
         return FakeEmbedder()
 
 
 def fake_resources(
-    p: Mapping[str, float] | None = None, cost: Mapping[str, float] | None = None
+    p: Mapping[str, float] | None = None, cost: Mapping[str, float | None] | None = None
 ) -> Resources:
     p = p or {"small": 0.5, "mid": 0.7, "big": 0.9}
     cost = cost or {"small": 0.0001, "mid": 0.001, "big": 0.01}
     return Resources(embedder=FakeEmbedder(), router=FakeRouter(p, cost))
+
+
+def fake_router(res: Resources) -> FakeRouter:
+    """The fake router in ``res`` (for asserting how often it ran)."""
+    assert isinstance(res.router, FakeRouter)
+    return res.router
 
 
 def chat(values: Mapping[str, Any] | str, model: str = "auto", **extra: Any) -> LLMRequest:
@@ -136,15 +143,16 @@ class RouterSignal:
     name: ClassVar[str] = "t_router"
     fields: ClassVar[Mapping[str, type]] = {"p_max": float}
 
-    def __init__(self, router: Any) -> None:
+    def __init__(self, router: Router) -> None:
         self.router = router
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
-        pred = self.router.predict(ctx.embedding())
-        return {"p_max": max(pred.p.values()), **{f"p.{k}": v for k, v in pred.p.items()}}
+        scores = ctx.router_scores(self.router)
+        return {"p_max": scores.p_max, **{f"p.{k}": v for k, v in scores.p.items()}}
 
 
 def _router_signal(params: Mapping[str, Any], resources: Resources) -> RouterSignal:
+    assert resources.router is not None
     return RouterSignal(resources.router)
 
 

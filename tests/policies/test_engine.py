@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import numpy as np
 import pytest
 
 from irtgate.policies.compile import compile_policy
@@ -13,7 +14,7 @@ from irtgate.policies.engine import decide_sync
 from irtgate.signals.errors import ClientError
 from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
-from tests.policies.fakes import BASE, CALLS, FakeRouter, chat, fake_resources
+from tests.policies.fakes import BASE, CALLS, FakeRouter, chat, fake_resources, fake_router
 
 
 def snap(decisions: str, default: str = "{method: linear, w: 0.5}", **kw: object) -> object:
@@ -134,12 +135,12 @@ def test_one_encoder_pass_shared_and_skipped_for_a_single_candidate() -> None:
     out = decide_sync(s, chat({}))
     assert out.decision == "e" and out.choice.config == "mid"
     assert res.embedder.calls == 1  # type: ignore[union-attr]
-    assert res.router.predictions == 0  # one candidate: P is not needed
+    assert fake_router(res).predictions == 0  # one candidate: P is not needed
     s2 = compile_policy(text.replace("cands", "").replace("[mid]", "['*']"), "p.yaml", res)
     decide_sync(s2, chat({}))
     # A new request embeds once, shared by the signal and the router.
     assert res.embedder.calls == 2  # type: ignore[union-attr]
-    assert res.router.predictions == 1
+    assert fake_router(res).predictions == 1
 
 
 def test_signals_are_computed_lazily_in_evaluation_order() -> None:
@@ -229,7 +230,8 @@ def test_without_a_router_p_is_unknown_and_cost_decides() -> None:
 
 def test_fake_router_is_a_faithful_double() -> None:
     r = FakeRouter({"a": 0.3}, {"a": 1.0})
-    assert r.predict(None).p == {"a": 0.3}  # type: ignore[arg-type]
+    got = r.score(np.ones(4, dtype=np.float32))
+    assert got.p == {"a": 0.3} and got.cost == {"a": 1.0} and r.predictions == 1
     assert LLMRequest(ApiKind.CHAT, "auto", (Message("user", PromptText("x")),)).model == "auto"
 
 
@@ -244,7 +246,7 @@ def test_p_from_a_difficulty_signal_is_reused() -> None:
     s = compile_policy(text, "p.yaml", res)
     out = decide_sync(s, chat({}))
     assert out.decision == "default" and out.choice.config == "big"
-    assert res.router.predictions == 1  # by the signal; the engine reused its P
+    assert fake_router(res).predictions == 1  # by the signal; the engine reused its P
     assert out.explanation["p.mid"] == 0.7
 
 

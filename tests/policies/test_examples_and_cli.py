@@ -39,7 +39,9 @@ def test_shipped_policy_passes_check(path: Path, resources: Resources) -> None:
         pytest.skip("the domain head is not trained in this checkout (signals/domain_train)")
     snap = compile_policy(text, label, resources)
     assert snap.decisions and snap.catalog
+    assert resources.router is not None
     assert all(e.router_config in resources.router.configs for e in snap.catalog.values())
+    assert snap.warnings == ()  # every candidate a shipped policy weighs by cost has a cost
 
 
 def _domain_head_shipped() -> bool:

@@ -180,7 +180,9 @@ async def test_encoder_truncations_are_counted() -> None:
     runtime = load_decider(s, metrics)
     assert isinstance(runtime, PolicyRuntime)
     core = GatewayCore(s, runtime, metrics)
-    encoder = runtime.snapshot.resources.router.encoder_name
+    router = runtime.snapshot.resources.router
+    assert router is not None
+    encoder = router.encoder_name
     await core.decide(ApiKind.CHAT, body("short question about water"))
     assert sample(registry, "irtgate_encoder_truncations_total", encoder=encoder) == 0
     await core.decide(ApiKind.CHAT, body("water boils at a hundred degrees " * 200))

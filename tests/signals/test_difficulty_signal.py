@@ -53,7 +53,7 @@ def test_values_match_the_router_and_use_one_encoder_pass(router: IRTRouter) -> 
     out = sig.compute(ctx)
     ctx.embedding()  # another signal reading it again must not re-encode
     assert emb.calls == 1
-    pred = router.predict(vec)
+    pred = router.score(vec)
     assert out["difficulty"] == pytest.approx(pred.difficulty, abs=1e-6)
     assert out["discrimination"] == pytest.approx(pred.discrimination, abs=1e-6)
     assert out["p_max"] == pytest.approx(max(pred.p.values()), abs=1e-6)
