@@ -294,7 +294,7 @@ class _Compiler:
         rule = (
             "a cost cap never admits them"
             if obj.max_cost is not None
-            else "they count as dear as the dearest known candidate"
+            else "they count as the dearest"
             if len(unknown) < len(cands)
             else "cost plays no part, P alone decides"
         )

@@ -51,7 +51,7 @@ def route(
     req = LLMRequest(api=ApiKind.CHAT, model="auto", messages=(Message("user", PromptText(text)),))
     scores = r.score(r.embedder().embed_request(req))
     p = np.array([scores.p[c] for c in r.configs])
-    # An unknown cost (None) is NaN for the selection rules: as dear as the dearest known.
+    # An unknown cost (None) is NaN for the selection rules: the top of the cost scale.
     cost = np.array([np.nan if (c := scores.cost[g]) is None else c for g in r.configs])
     if target is not None:
         choice = int(select_target(p, cost, target))
@@ -72,7 +72,7 @@ def route(
         cs = "unknown" if np.isnan(cost[i]) else f"{cost[i]:.3g}"
         typer.echo(f"  {r.configs[i]:<{w}}  {p[i]:>10.3f}  {cs:>10}  {nc[i]:>5.2f}{mark}")
     if np.isnan(cost).any():
-        typer.echo("  (an unknown cost counts as the dearest known one: norm 1.00)")
+        typer.echo("  (an unknown cost counts as the dearest: norm 1.00)")
     typer.echo(f"choice      {r.configs[choice]}  ({rule})")
 
 

@@ -37,10 +37,9 @@ def normalize_costs(cost: np.ndarray) -> np.ndarray:
     if np.any(c < 0):
         raise ValueError("costs must be >= 0")
     nan = np.isnan(c)
-    known = np.where(nan, np.nan, c)
-    with np.errstate(all="ignore"):
-        cmax = np.nanmax(known, axis=-1, keepdims=True)
-    cmax = np.where(np.isnan(cmax), 0.0, cmax)
+    # Not np.nanmax: it warns on a row with no known cost, a case served on purpose.
+    cmax = np.max(np.where(nan, -np.inf, c), axis=-1, keepdims=True)
+    cmax = np.where(np.isinf(cmax), 0.0, cmax)
     floor = np.maximum(cmax * _FLOOR_RATIO, np.finfo(np.float64).tiny)
     logc = np.log(np.maximum(np.where(nan, cmax, c), floor))
     lo = np.min(np.where(nan, np.inf, logc), axis=-1, keepdims=True)

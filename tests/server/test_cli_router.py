@@ -48,6 +48,22 @@ def test_router_show_prints_the_default_card(capsys: pytest.CaptureFixture[str])
     assert "ability" in out and "validation sweep" in out and "encoder  static" in out
 
 
+def test_router_show_and_route_say_unknown_for_unpriced_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # routerdc-7models has no costs: its models are unknown, not priced like GPT-4.
+    assert main(["router", "show"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if "ability θ" not in ln]
+    show = {r[0]: r for r in rows if r and r[0] in ("meta-llama/Meta-Llama-3-8B", "claude-v1")}
+    assert show["meta-llama/Meta-Llama-3-8B"][5] == "unknown"
+    assert show["claude-v1"][5] == "0.00406"
+    assert main(["route", "What is 2 + 2?", "--cost-weight", "0.5"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "meta-llama/Meta-Llama-3-8B" in ln)
+    assert line.split()[2] == "unknown" and "0.00507" not in line
+    assert "an unknown cost counts as the dearest" in out
+
+
 def test_route_prints_p_per_configuration_and_a_choice(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -136,3 +136,18 @@ def test_importing_runtime_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_card_without_a_cost_loads_it_as_unknown(tmp_path: Path) -> None:
+    import yaml
+
+    _router(tmp_path)
+    card_file = tmp_path / "router.yaml"
+    card = yaml.safe_load(card_file.read_text())
+    card["configurations"][1]["expected_cost"] = None
+    del card["configurations"][2]["expected_cost"]
+    card_file.write_text(yaml.safe_dump(card))
+    r = IRTRouter.load(tmp_path)
+    assert r.expected_cost == {"small": 0.1, "medium": None, "large": None}
+    scores = r.score(np.zeros(10, dtype=np.float32))
+    assert scores.cost["medium"] is None and scores.cost["small"] == 0.1

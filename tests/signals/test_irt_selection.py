@@ -7,6 +7,7 @@ import pytest
 
 from irtgate.signals.irt.selection import (
     expected_costs,
+    known_costs,
     normalize_costs,
     realized_costs,
     select_chebyshev,
@@ -99,6 +100,9 @@ def test_expected_costs_sources() -> None:
     np.testing.assert_allclose(expected_costs(cfg), [1.0, 1.0, 1.0])  # nothing known
     rc = realized_costs(obs, np.array([9.0, 8.0, 7.0]), 2)
     np.testing.assert_allclose(rc, [[1.0, 2.0, 7.0], [3.0, 8.0, 7.0]])
+    # What a router card records: no stand-in price for c.
+    np.testing.assert_allclose(known_costs(cfg, obs), [2.0, 2.0, np.nan])
+    assert np.isnan(known_costs(cfg)).all()
 
 
 def test_remembered_normalized_costs_give_the_same_choices() -> None:
