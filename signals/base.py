@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+# Re-exported: signals and encoders name it from here.
+from irtgate.signals.embedding import EmbeddingSource as EmbeddingSource
 from irtgate.signals.request import LLMRequest
 
 if TYPE_CHECKING:
@@ -22,16 +24,6 @@ if TYPE_CHECKING:
 
 # A signal value: numbers, flags, labels, or a set of labels (e.g. PII types found).
 Value = float | int | bool | str | tuple[str, ...]
-
-
-class EmbeddingSource(Protocol):
-    """Computes the request's embedding. Implemented by the encoder layer.
-
-    An embedder may also offer ``embed_request_reusing(request, tokens: TokenIds)``, which
-    the context calls instead when a signal has already tokenized the request's texts.
-    """
-
-    def embed_request(self, request: LLMRequest) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ def request_text(request: LLMRequest) -> PromptText:
 
 
 class RequestEmbedder:
-    """Implements ``irtgate.signals.base.EmbeddingSource`` on top of an :class:`Encoder`.
+    """Implements ``irtgate.signals.embedding.EmbeddingSource`` on top of an :class:`Encoder`.
 
     ``metrics_hook`` is called with the encoder's name each time a request's text was cut by
     the window, so the server can count truncations without seeing any text.

@@ -4,7 +4,7 @@
 implementation that ships, and tests bring their own. A router answers one call per
 request, :meth:`Router.score`, with a :class:`RouterScores`: every configuration's
 P(correct) and expected cost, the query's difficulty and discrimination, and the task-family
-posterior. The request's :class:`~irtgate.signals.base.SignalContext` keeps that value, so
+posterior. The request's ``SignalContext`` (:mod:`irtgate.signals.base`) keeps that value, so
 the difficulty signal and the engine read the same one and the heads run once.
 
 An expected cost is ``float | None``: ``None`` means the router's data had no cost for that
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:
     import numpy as np
 
-    from irtgate.signals.base import EmbeddingSource
+    from irtgate.signals.embedding import EmbeddingSource
 
 # USD per query; None = unknown (never NaN and never a stand-in price).
 Cost = float | None
