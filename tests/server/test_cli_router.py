@@ -19,7 +19,12 @@ TOPICS = [
 ]
 
 
-def _write_data(path: Path, n: int = 80, configs: tuple[str, ...] = ("small", "large")) -> None:
+def _write_data(
+    path: Path,
+    n: int = 80,
+    configs: tuple[str, ...] = ("small", "large"),
+    priced: tuple[str, ...] | None = None,
+) -> None:
     rng = np.random.default_rng(0)
     words = ["apples", "rivers", "engines", "poems", "stars", "cities", "numbers", "birds"]
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -36,7 +41,11 @@ def _write_data(path: Path, n: int = 80, configs: tuple[str, ...] = ("small", "l
                 "split": "train" if i < int(n * 0.75) else "test",
                 "prompt": prompt,
                 "scores": scores,
-                "costs": {c: (0.001 if c == "small" else 0.01) for c in configs},
+                "costs": {
+                    c: (0.001 if c == "small" else 0.01)
+                    for c in (priced or configs)
+                    if c in configs
+                },
             }
             f.write(json.dumps(rec) + "\n")
 
@@ -85,16 +94,23 @@ def test_route_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_train_route_and_calibrate_on_a_small_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import yaml
+
     monkeypatch.chdir(tmp_path)  # the embedding cache goes under ./.cache
     data = tmp_path / "toy.jsonl.gz"
-    _write_data(data)
+    _write_data(data, priced=("small",))  # the data never prices "large"
     out = tmp_path / "router"
     assert main(["train", "--data", str(data), "--out", str(out), "--k", "2"]) == 0
     log = capsys.readouterr().out
     assert "chosen {'k': 2, 'hidden': 0}" in log
     assert (out / "heads.onnx").is_file() and (out / "router.yaml").is_file()
+    card = yaml.safe_load((out / "router.yaml").read_text())
+    costs = {c["name"]: c["expected_cost"] for c in card["configurations"]}
+    assert costs == {"small": 0.001, "large": None}  # unknown, no stand-in price
     assert main(["route", "Compute the integral of x", "--router", str(out)]) == 0
-    assert "small" in capsys.readouterr().out
+    routed = capsys.readouterr().out
+    large = next(ln for ln in routed.splitlines() if ln.startswith("  large"))
+    assert "small" in routed and large.split()[2] == "unknown"
 
     # A third configuration, answered by a data file, added by adaptive testing.
     answers = tmp_path / "new.jsonl.gz"
