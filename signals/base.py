@@ -78,10 +78,6 @@ class SignalContext:
         self._scores.append((router, scores))
         return scores
 
-    def scored(self, router: Router) -> bool:
-        """Whether ``router`` has already scored this request."""
-        return any(r is router for r, _ in self._scores)
-
     @property
     def embedded(self) -> bool:
         """Whether the encoder has run for this request (tests assert it runs once)."""

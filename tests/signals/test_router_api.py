@@ -74,10 +74,9 @@ def test_the_context_scores_once_per_router() -> None:
     one, two = FakeRouter({"a": 0.4}, {"a": 1.0}), FakeRouter({"a": 0.6}, {})
     emb = FakeEmbedder()
     ctx = SignalContext(_req(), embedder=emb)
-    assert not ctx.scored(one)
     first = ctx.router_scores(one)
     assert ctx.router_scores(one) is first and one.predictions == 1
-    assert ctx.scored(one) and not ctx.scored(two)
+    assert two.predictions == 0
     assert ctx.router_scores(two).p["a"] == 0.6 and two.predictions == 1
     assert ctx.router_scores(two).cost["a"] is None
     assert emb.calls == 1  # both routers read the one embedding
