@@ -72,6 +72,8 @@ class StreamProcessor:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.api: ApiKind | None = None
+        # True once nothing more is expected from Envoy for this request (see Process).
+        self.done = False
 
     async def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -82,10 +84,12 @@ class StreamProcessor:
                 return await self.on_request_body(request.request_body)
             return self.on_other(phase)
         except ClientError as e:  # already counted by the core
+            self.done = True
             return immediate(e)
         except Exception as e:
             log.exception("ext_proc %s phase failed (%s)", phase, type(e).__name__)
             self.core.count_internal(self.api)
+            self.done = True
             return immediate(errors.INTERNAL)
 
     def on_request_headers(self, msg: pb.HttpHeaders) -> pb.ProcessingResponse:
@@ -103,13 +107,16 @@ class StreamProcessor:
             self.core.count_rejection(api, error)
             raise error
         self.api = api
-        if api is None and msg.end_of_stream:
+        if api is None:
+            # Not ours to route: closing the stream now also spares Envoy sending the body.
+            self.done = True
             self.core.count_unrouted()
         return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
 
     async def on_request_body(self, msg: pb.HttpBody) -> pb.ProcessingResponse:
-        if self.api is None:
-            self.core.count_unrouted()
+        # BUFFERED: the whole body is this one message, and the response side is SKIP/NONE.
+        self.done = True
+        if self.api is None:  # counted at the headers, where the stream normally ends
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
         verdict = await self.core.decide(self.api, msg.body)
         common = pb.CommonResponse(clear_route_cache=True)
@@ -155,5 +162,11 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc
         try:
             async for request in request_iterator:
                 yield await processor.handle(request)
+                if processor.done:
+                    # Close the stream (status OK) as soon as the decision is sent: Envoy then
+                    # ignores it for the rest of the request. Left open, it would last as long
+                    # as the response, and a restart or crash of irtgate would cut every SSE
+                    # stream in flight (fail-closed mode turns a broken stream into a reset).
+                    return
         finally:
             gauge.dec()

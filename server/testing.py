@@ -144,6 +144,14 @@ class Stack:
                 self.processor.wait()
         return self.processor.returncode
 
+    def restart_processor(self) -> None:
+        """Start ``irtgate serve`` again on the same ports (after a stop or a kill)."""
+        if self.processor is None or self.processor_log is None:
+            raise RuntimeError("only a subprocess irtgate can be restarted")
+        if self.processor.poll() is None:
+            raise RuntimeError("irtgate serve is still running")
+        self.processor = _start_serve(self.settings, self.processor_log)
+
     def close(self) -> None:
         self.envoy.stop()
         self.stop_processor()
@@ -285,7 +293,7 @@ def _start_serve(
     if settings.router_path is not None:
         args += ["--router", str(settings.router_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = log_path.open("wb")
+    log = log_path.open("ab")  # a restart appends to the same log
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     log.close()
     deadline = time.monotonic() + timeout

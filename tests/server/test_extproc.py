@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from irtgate.policies.outcome import Outcome
 from irtgate.server.core import GatewayCore
-from irtgate.server.extproc import StreamProcessor
+from irtgate.server.extproc import ExternalProcessor, StreamProcessor
 from irtgate.server.metrics import Metrics
 from irtgate.server.settings import Settings, UnknownModelMode
 from irtgate.server.static_decider import StaticDecider
@@ -214,3 +215,36 @@ async def test_decider_known_models_are_routed() -> None:
     assert md["decision"].string_value == "default"
     assert json.loads(r.request_body.response.body_mutation.body)["model"] == "demo-small-1"
     assert proc.core.routes("auto") and not proc.core.routes("demo-large-1")
+
+
+async def _process(messages: list[pb.ProcessingRequest]) -> tuple[int, int]:
+    """Feed ``messages`` to ExternalProcessor.Process: (responses sent, messages consumed)."""
+    settings = Settings()
+    core = GatewayCore(
+        settings, StaticDecider.from_settings(settings), Metrics.create(CollectorRegistry())
+    )
+    consumed = 0
+
+    async def requests() -> AsyncIterator[pb.ProcessingRequest]:
+        nonlocal consumed
+        for m in messages:
+            consumed += 1
+            yield m
+
+    sent = [r async for r in ExternalProcessor(core).Process(requests(), None)]
+    return len(sent), consumed
+
+
+RESPONSE_HEADERS = pb.ProcessingRequest(response_headers=pb.HttpHeaders())
+
+
+async def test_stream_ends_once_the_decision_is_sent() -> None:
+    # Left open for the response phase, the stream would tie every response in flight to
+    # this process: a restart would cut them (issue 10, defect 2).
+    chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    assert await _process([headers(), body(chat), RESPONSE_HEADERS]) == (2, 2)
+    # not an LLM request: nothing to decide, the stream ends after the headers
+    assert await _process([headers("/v1/models", "GET", eos=True), RESPONSE_HEADERS]) == (1, 1)
+    assert await _process([headers("/upload"), body(b"x"), RESPONSE_HEADERS]) == (1, 1)
+    # a rejection ends it too
+    assert await _process([headers(eos=True), RESPONSE_HEADERS]) == (1, 1)
