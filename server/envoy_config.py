@@ -29,6 +29,7 @@ T: Final = "type.googleapis.com/envoy.extensions"
 EXTPROC_CLUSTER: Final = "irtgate_extproc"
 ADMIN_CLUSTER: Final = "irtgate_admin"
 HEALTH_PATHS: Final = ("/healthz", "/readyz")
+CLIENT_HEADER_PREFIX: Final = "x-irtgate-"  # request headers clients may not send
 RESPONSE_HEADERS: Final = {
     "x-irtgate-model": "model",
     "x-irtgate-budget": "budget",
@@ -40,8 +41,10 @@ RESPONSE_HEADERS: Final = {
     "x-irtgate-reason": "reason",
     "x-irtgate-why": "why",
 }
+# The path without its query string: a query can carry PII (an e-mail, a token).
 ACCESS_LOG_FORMAT: Final = (
-    '[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)%" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% '
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ_WITHOUT_QUERY(:PATH)%" %RESPONSE_CODE% '
+    "%RESPONSE_CODE_DETAILS% "
     "upstream=%UPSTREAM_CLUSTER% model=%DYNAMIC_METADATA(irtgate:model)% "
     "decision=%DYNAMIC_METADATA(irtgate:decision)% %DURATION%ms "
     "extproc=%FILTER_STATE(envoy.filters.http.ext_proc:PLAIN)%\n"
@@ -177,6 +180,26 @@ def _ext_proc_filter(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _strip_client_headers_filter() -> dict[str, Any]:
+    """Drop every client-sent ``x-irtgate-*`` request header before anything reads it.
+
+    Those names are irtgate's to set: forwarded, a forged one could mislead an upstream or
+    its logs. Placed before ext_proc, so irtgate itself never sees them either, and it works
+    when irtgate is down (fail-open). Routing does not depend on it: routes match metadata.
+    """
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": f"{T}.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [
+                    {"remove_on_match": {"key_matcher": {"prefix": CLIENT_HEADER_PREFIX}}}
+                ]
+            },
+        },
+    }
+
+
 def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
     timeout = f"{opts.upstream_timeout_s:g}s"
     routes: list[dict[str, Any]] = []
@@ -243,6 +266,7 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
             ],
         },
         "http_filters": [
+            _strip_client_headers_filter(),
             *([_ext_proc_filter(settings)] if opts.extproc_enabled else []),
             {
                 "name": "envoy.filters.http.router",
@@ -256,7 +280,17 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
                 "name": "envoy.access_loggers.stdout",
                 "typed_config": {
                     "@type": f"{T}.access_loggers.stream.v3.StdoutAccessLog",
-                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                    "log_format": {
+                        "text_format_source": {"inline_string": ACCESS_LOG_FORMAT},
+                        "formatters": [
+                            {
+                                "name": "envoy.formatter.req_without_query",
+                                "typed_config": {
+                                    "@type": f"{T}.formatter.req_without_query.v3.ReqWithoutQuery"
+                                },
+                            }
+                        ],
+                    },
                 },
             }
         ]

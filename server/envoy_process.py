@@ -2,7 +2,10 @@
 
 Ports may be 0: Envoy writes its admin address to a file (``--admin-address-path``) and the
 listener's bound port is read back from the admin API, so parallel runs never collide.
-``--use-dynamic-base-id`` lets several Envoys share a host (hot restart needs a unique id).
+Hot restart is off (``--disable-hot-restart``): it is not used, it would need a unique base id
+per Envoy on a host, and with it on, Envoy exits when the process that started it dies, so a
+crash of ``irtgate up`` (irtgate in process) took Envoy down instead of leaving it to serve
+per its fail mode.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class EnvoyProcess:
                 envoy_binary(),
                 "-c",
                 str(self.config_path),
-                "--use-dynamic-base-id",
+                "--disable-hot-restart",
                 "--admin-address-path",
                 str(admin_path),
                 "-l",

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from irtgate.server.app import build, wait_for_signal
+from irtgate.server.app import build
 from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
 from irtgate.server.envoy_config import render
 from irtgate.server.envoy_process import EnvoyProcess
@@ -50,6 +54,13 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
 
 
 async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> None:
+    # Signals are caught from the start, so a stop during start-up still cleans up.
+    stop = asyncio.Event()
+    with _stop_on(stop, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+        await _run(settings, demo, log_level, stop)
+
+
+async def _run(settings: Settings, demo: bool, log_level: str, stop: asyncio.Event) -> None:
     gateway = build(settings)
     upstreams = (
         [
@@ -68,8 +79,10 @@ async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> 
         # Envoy's access log and warnings go to our stdout.
         envoy = EnvoyProcess(render(settings), workdir, log_level, log_to=sys.stdout.buffer)
         await asyncio.to_thread(envoy.start)
+        # Envoy has read its config: nothing is left behind even if we are killed (-9).
+        shutil.rmtree(workdir, ignore_errors=True)
         print(banner(settings, envoy, demo), flush=True)
-        await wait_for_signal()
+        await stop.wait()
         print("stopping...", flush=True)
     finally:
         if envoy is not None:
@@ -77,3 +90,18 @@ async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> 
         await gateway.stop()
         for upstream in upstreams:
             await upstream.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _stop_on(event: asyncio.Event, signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, event.set)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            with suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)

@@ -122,6 +122,25 @@ def test_forged_headers_do_not_pick_the_upstream(client: httpx.Client) -> None:
     }
     got = demo(client.post(CHAT, json={"model": "auto", "messages": HI}, headers=forged))
     assert got["upstream"] == "demo-small"
+    # x-irtgate-* names are irtgate's: a client's never reach the upstream
+    assert [h for h in got["x_headers"] if h.startswith("x-irtgate-")] == []
+    assert "x-selected-model" in got["x_headers"]  # other headers are left alone
+
+
+def test_access_log_has_the_path_without_its_query(stack: Stack, client: httpx.Client) -> None:
+    # A query string can carry PII; Envoy's access log keeps only the path.
+    marker, secret = f"/v1/logcheck-{time.monotonic_ns()}", "alice.query@example.com"
+    client.get(marker, params={"user": secret})
+
+    def lines() -> list[str]:
+        return [s for s in stack.envoy.log_path.read_text().splitlines() if marker in s]
+
+    deadline = time.monotonic() + 10  # Envoy flushes its access log about once a second
+    while not lines() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (line,) = lines()
+    assert f'"GET {marker}"' in line
+    assert "alice.query" not in stack.envoy.log_path.read_text()
 
 
 def test_sse_first_event_is_not_delayed(client: httpx.Client) -> None:

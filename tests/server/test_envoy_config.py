@@ -64,7 +64,7 @@ def test_fail_open_and_baseline() -> None:
     assert _extproc(render(Settings(fail_mode=FailMode.OPEN)))["failure_mode_allow"] is True
     opts = EnvoyOptions(1, 2, 3, 4, extproc_enabled=False)
     names = [f["name"] for f in _hcm(render(Settings(), opts))["http_filters"]]
-    assert names == ["envoy.filters.http.router"]
+    assert names == ["envoy.filters.http.header_mutation", "envoy.filters.http.router"]
 
 
 def test_committed_config_is_current() -> None:
