@@ -19,13 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from irtgate.policies.outcome import Background, Decider
 from irtgate.proto import decide_pb2_grpc
-from irtgate.server.admin import admin_app
+from irtgate.server.admin import admin_app, read_token
 from irtgate.server.core import GatewayCore
 from irtgate.server.decide_service import DecideService
 from irtgate.server.deciders import check_upstreams
 from irtgate.server.extproc import ExternalProcessor
 from irtgate.server.metrics import Metrics
 from irtgate.server.settings import Settings
+from irtgate.server.tls import CertificateFiles, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Gateway:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._runner: web.AppRunner | None = None
+        self.certificates: CertificateFiles | None = None  # with TLS: the files in force
 
     @property
     def ready(self) -> bool:
@@ -82,15 +84,15 @@ class Gateway:
         decide_pb2_grpc.add_DecideServicer_to_server(DecideService(self.core), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
-        if self.grpc_port == 0:
-            raise OSError(f"cannot bind gRPC on {self.settings.host}:{self.settings.grpc_port}")
+        self.grpc_port = self._bind_grpc(server)
         await server.start()
         self._server = server
 
-        runner = web.AppRunner(admin_app(self.registry, lambda: self._ready), access_log=None)
+        token = read_token(self.settings.admin_token_file)
+        app = admin_app(self.registry, lambda: self._ready, token=token)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.admin_port)
+        site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
         await site.start()
         self._runner = runner
         self.admin_port = int(runner.addresses[0][1])
@@ -99,12 +101,26 @@ class Gateway:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._ready = True
         log.info(
-            "irtgate serving: gRPC %s:%d, admin http://%s:%d",
-            self.settings.host,
+            "irtgate serving: gRPC %s:%d (%s), admin http://%s:%d%s",
+            self.settings.grpc_host,
             self.grpc_port,
-            self.settings.host,
+            _describe_tls(self.settings),
+            self.settings.admin_host,
             self.admin_port,
+            " (bearer token)" if token else "",
         )
+
+    def _bind_grpc(self, server: grpc.aio.Server) -> int:
+        address = f"{_host_for_grpc(self.settings.grpc_host)}:{self.settings.grpc_port}"
+        tls = self.settings.grpc_tls
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            self.certificates = CertificateFiles(tls)
+            port = server.add_secure_port(address, server_credentials(self.certificates))
+        if port == 0:
+            raise OSError(f"cannot bind gRPC on {address}")
+        return int(port)
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new work, let open streams finish (up to ``grace`` s), then close."""
@@ -119,6 +135,16 @@ class Gateway:
             self._runner = None
         if self._background is not None:
             await self._background.stop()
+
+
+def _host_for_grpc(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets
+
+
+def _describe_tls(settings: Settings) -> str:
+    if settings.grpc_tls is None:
+        return "plaintext"
+    return "mTLS" if settings.grpc_tls.client_ca is not None else "TLS"
 
 
 async def wait_for_signal() -> None:

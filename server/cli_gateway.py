@@ -9,6 +9,22 @@ from typing import Annotated, Any
 
 import typer
 
+from irtgate.server.cli_exposure import (
+    AdminHostOpt,
+    AdminTokenOpt,
+    EnvoyAdminHostOpt,
+    EnvoyCaOpt,
+    EnvoyCertOpt,
+    EnvoyKeyOpt,
+    EnvoyServerNameOpt,
+    GrpcCertOpt,
+    GrpcClientCaOpt,
+    GrpcHostOpt,
+    GrpcKeyOpt,
+    IrtgateHostOpt,
+    ListenHostOpt,
+    exposure_kwargs,
+)
 from irtgate.server.settings import (
     DeciderKind,
     DefaultChoice,
@@ -19,7 +35,6 @@ from irtgate.server.settings import (
     Upstream,
 )
 
-HostOpt = Annotated[str, typer.Option(help="Address every component binds to.")]
 GrpcPortOpt = Annotated[int, typer.Option(help="ext_proc + Decide + gRPC health port.")]
 AdminPortOpt = Annotated[int, typer.Option(help="irtgate admin HTTP port (/healthz /metrics).")]
 PortOpt = Annotated[int, typer.Option("--port", help="Envoy listener port (clients connect here).")]
@@ -98,7 +113,7 @@ def parse_route(spec: str, family: str = _D.default_choice.family) -> DefaultCho
 
 def build_settings(
     *,
-    host: str = _D.host,
+    exposure: Mapping[str, Any] | None = None,
     grpc_port: int = _D.grpc_port,
     admin_port: int = _D.admin_port,
     port: int = _D.envoy_port,
@@ -148,7 +163,6 @@ def build_settings(
         kwargs["default_choice"] = parse_route(route, route_family)
     try:
         return Settings(
-            host=host,
             grpc_port=grpc_port,
             admin_port=admin_port,
             envoy_port=port,
@@ -162,6 +176,7 @@ def build_settings(
             policy_watch=watch,
             router_path=router,
             **kwargs,  # type: ignore[arg-type]
+            **(exposure or {}),
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
@@ -170,7 +185,8 @@ def build_settings(
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        host: HostOpt = _D.host,
+        grpc_host: GrpcHostOpt = _D.grpc_host,
+        admin_host: AdminHostOpt = _D.admin_host,
         grpc_port: GrpcPortOpt = _D.grpc_port,
         admin_port: AdminPortOpt = _D.admin_port,
         port: PortOpt = _D.envoy_port,
@@ -188,6 +204,10 @@ def register(app: typer.Typer) -> None:
         static: StaticOpt = False,
         watch: WatchOpt = True,
         router: RouterOpt = None,
+        grpc_tls_cert: GrpcCertOpt = None,
+        grpc_tls_key: GrpcKeyOpt = None,
+        grpc_tls_client_ca: GrpcClientCaOpt = None,
+        admin_token_file: AdminTokenOpt = None,
         log_level: LogOpt = "info",
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
@@ -200,7 +220,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def up(
-        host: HostOpt = _D.host,
+        listen_host: ListenHostOpt = _D.listen_host,
+        grpc_host: GrpcHostOpt = _D.grpc_host,
+        admin_host: AdminHostOpt = _D.admin_host,
+        envoy_admin_host: EnvoyAdminHostOpt = _D.envoy_admin_host,
         grpc_port: GrpcPortOpt = _D.grpc_port,
         admin_port: AdminPortOpt = _D.admin_port,
         port: PortOpt = _D.envoy_port,
@@ -218,6 +241,14 @@ def register(app: typer.Typer) -> None:
         static: StaticOpt = False,
         watch: WatchOpt = True,
         router: RouterOpt = None,
+        grpc_tls_cert: GrpcCertOpt = None,
+        grpc_tls_key: GrpcKeyOpt = None,
+        grpc_tls_client_ca: GrpcClientCaOpt = None,
+        envoy_tls_ca: EnvoyCaOpt = None,
+        envoy_tls_cert: EnvoyCertOpt = None,
+        envoy_tls_key: EnvoyKeyOpt = None,
+        envoy_tls_server_name: EnvoyServerNameOpt = None,
+        admin_token_file: AdminTokenOpt = None,
         demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
         log_level: LogOpt = "warning",
     ) -> None:
@@ -232,7 +263,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("envoy-config")
     def envoy_config(
-        host: HostOpt = _D.host,
+        listen_host: ListenHostOpt = _D.listen_host,
+        grpc_host: GrpcHostOpt = _D.grpc_host,
+        admin_host: AdminHostOpt = _D.admin_host,
+        envoy_admin_host: EnvoyAdminHostOpt = _D.envoy_admin_host,
+        irtgate_host: IrtgateHostOpt = None,
         grpc_port: GrpcPortOpt = _D.grpc_port,
         admin_port: AdminPortOpt = _D.admin_port,
         port: PortOpt = _D.envoy_port,
@@ -242,6 +277,10 @@ def register(app: typer.Typer) -> None:
         message_timeout: TimeoutOpt = _D.message_timeout_s,
         upstream: UpstreamOpt = None,
         default_upstream: DefaultUpOpt = None,
+        envoy_tls_ca: EnvoyCaOpt = None,
+        envoy_tls_cert: EnvoyCertOpt = None,
+        envoy_tls_key: EnvoyKeyOpt = None,
+        envoy_tls_server_name: EnvoyServerNameOpt = None,
     ) -> None:
         """Print the Envoy bootstrap YAML for these settings."""
         from irtgate.server.envoy_config import render_yaml
@@ -251,9 +290,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The command's options that :func:`build_settings` takes (the commands share most)."""
+    """The command's options as :func:`build_settings` takes them (the commands share most)."""
     wanted = inspect.signature(build_settings).parameters
-    return {k: v for k, v in values.items() if k in wanted}
+    exposure = inspect.signature(exposure_kwargs).parameters
+    out = {k: v for k, v in values.items() if k in wanted}
+    out["exposure"] = exposure_kwargs(**{k: v for k, v in values.items() if k in exposure})
+    return out
 
 
 def _run_or_exit(main: Coroutine[Any, Any, None]) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import yaml
 
-from irtgate.server.settings import FailMode, Settings
+from irtgate.server.settings import LOOPBACK, WILDCARDS, FailMode, Settings
 
 T: Final = "type.googleapis.com/envoy.extensions"
 EXTPROC_CLUSTER: Final = "irtgate_extproc"
@@ -107,6 +107,56 @@ def _cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, 
             }
         }
     return cluster
+
+
+def _irtgate_address(settings: Settings, bind: str) -> str:
+    """The host Envoy dials for an irtgate port bound to ``bind``."""
+    if settings.irtgate_host:
+        return settings.irtgate_host
+    return LOOPBACK if bind in WILDCARDS else bind
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def extproc_tls_socket(settings: Settings) -> dict[str, Any] | None:
+    """The TLS transport socket of the ext_proc cluster (None: plaintext).
+
+    irtgate's certificate is checked against ``envoy_tls.ca`` and must name the host Envoy
+    dials (or ``envoy_tls.server_name``, also sent as SNI). With irtgate asking for client
+    certificates, Envoy presents ``envoy_tls.cert``. Envoy reads these files at start-up.
+    """
+    tls, server = settings.envoy_tls, settings.grpc_tls
+    if tls is None:
+        if server is not None:
+            raise ValueError("irtgate's gRPC port is on TLS: give Envoy the CA (--envoy-tls-ca)")
+        return None
+    name = tls.server_name or _irtgate_address(settings, settings.grpc_host)
+    san = {"san_type": "IP_ADDRESS" if _is_ip(name) else "DNS", "matcher": {"exact": name}}
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],  # grpc servers refuse a TLS client without ALPN h2
+        "validation_context": {
+            "trusted_ca": {"filename": str(tls.ca)},
+            "match_typed_subject_alt_names": [san],
+        },
+    }
+    if tls.cert is not None and tls.key is not None:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": str(tls.cert)},
+             "private_key": {"filename": str(tls.key)}}
+        ]  # fmt: skip
+    context: dict[str, Any] = {
+        "@type": f"{T}.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common,
+    }
+    if not _is_ip(name):
+        context["sni"] = name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
 def _json_reply(code: str, message: str, kind: str, expression: str) -> dict[str, Any]:
@@ -243,7 +293,6 @@ def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
 def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, Any]:
     """The Envoy bootstrap as a dict."""
     opts = opts or EnvoyOptions.from_settings(settings)
-    host = settings.host
     hcm: dict[str, Any] = {
         "@type": f"{T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "irtgate",
@@ -295,13 +344,20 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
             }
         ]
     ports = opts.upstream_ports or {}
+    extproc = _cluster(
+        EXTPROC_CLUSTER, _irtgate_address(settings, settings.grpc_host), opts.extproc_port, True
+    )
+    tls_socket = extproc_tls_socket(settings)
+    if tls_socket is not None:
+        extproc["transport_socket"] = tls_socket
+    admin_address = _irtgate_address(settings, settings.admin_host)
     clusters = [
-        _cluster(EXTPROC_CLUSTER, host, opts.extproc_port, http2=True),
-        _cluster(ADMIN_CLUSTER, host, opts.irtgate_admin_port),
+        extproc,
+        _cluster(ADMIN_CLUSTER, admin_address, opts.irtgate_admin_port),
         *(_cluster(u.name, u.host, ports.get(u.name, u.port)) for u in settings.upstreams),
     ]
     return {
-        "admin": {"address": _address(_bind_ip(host), opts.admin_port)},
+        "admin": {"address": _address(_bind_ip(settings.envoy_admin_host), opts.admin_port)},
         # A connection cap (Envoy warns at start-up without one).
         "overload_manager": {
             "resource_monitors": [
@@ -319,7 +375,7 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
             "listeners": [
                 {
                     "name": "irtgate",
-                    "address": _address(_bind_ip(host), opts.listen_port),
+                    "address": _address(_bind_ip(settings.listen_host), opts.listen_port),
                     # Whole bodies are buffered for ext_proc; Envoy's 1 MiB default gives 413s.
                     "per_connection_buffer_limit_bytes": settings.envoy_buffer_limit,
                     "filter_chains": [

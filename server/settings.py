@@ -61,6 +61,35 @@ DEMO_UPSTREAMS: Final = (
 )
 
 
+LOOPBACK: Final = "127.0.0.1"
+WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """TLS on irtgate's gRPC port (ext_proc, ``Decide``, health); the files are re-read when
+    they change, for each new connection."""
+
+    cert: Path  # PEM certificate chain
+    key: Path  # PEM private key
+    client_ca: Path | None = None  # set: clients must present a certificate it signed (mTLS)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvoyTls:
+    """How Envoy reaches irtgate's gRPC port over TLS."""
+
+    ca: Path  # trusted to sign irtgate's certificate
+    cert: Path | None = None  # Envoy's own client certificate, for mTLS
+    key: Path | None = None
+    # SNI and the name irtgate's certificate must carry; None: the address Envoy dials.
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("Envoy's client certificate needs both a cert and a key file")
+
+
 @dataclass(frozen=True, slots=True)
 class DefaultChoice:
     """What the static decider answers for every routed request."""
@@ -78,11 +107,23 @@ class DefaultChoice:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
+    # Bind addresses. Only the client listener is meant to be exposed; the others stay on
+    # loopback unless asked (Envoy's admin has /quitquitquit, irtgate's reveals its state).
+    listen_host: str = LOOPBACK  # Envoy's client listener
+    grpc_host: str = LOOPBACK  # irtgate's gRPC: ext_proc + Decide + gRPC health
+    admin_host: str = LOOPBACK  # irtgate's admin HTTP
+    envoy_admin_host: str = LOOPBACK
+    # Where Envoy reaches irtgate (gRPC and admin); None: grpc_host, or loopback if wildcard.
+    irtgate_host: str | None = None
     grpc_port: int = 50051  # ext_proc + Decide + gRPC health
     admin_port: int = 9190  # irtgate's HTTP admin: /healthz /readyz /metrics
     envoy_port: int = 8080  # where clients connect (used by `up` and the Envoy config)
     envoy_admin_port: int = 9901
+    grpc_tls: ServerTls | None = None  # None: plaintext gRPC
+    envoy_tls: EnvoyTls | None = None  # Envoy → irtgate; needed when grpc_tls is set
+    # A file holding the bearer token that irtgate's admin endpoints (other than the health
+    # checks) require; None: no token.
+    admin_token_file: Path | None = None
     # `model` values that ask irtgate to route; any other value is a concrete model.
     aliases: tuple[str, ...] = ("auto",)
     body_limit: int = 16 * MiB
@@ -120,6 +161,12 @@ class Settings:
             raise ValueError("at least one routing alias is needed")
         if self.decider is DeciderKind.STATIC and self.policy_path is not None:
             raise ValueError("a policy file and the static decider exclude each other")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        server, envoy = self.grpc_tls, self.envoy_tls
+        if envoy is not None and server is not None and server.client_ca and envoy.cert is None:
+            raise ValueError("irtgate asks for client certificates (mTLS): give Envoy one too")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

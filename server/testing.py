@@ -268,7 +268,8 @@ def _start_serve(
     """``irtgate serve`` with these settings, waited on until ``/readyz`` answers 200."""
     args = [
         sys.executable, "-m", "irtgate.server.cli", "serve",
-        "--host", settings.host,
+        "--grpc-host", settings.grpc_host,
+        "--admin-host", settings.admin_host,
         "--grpc-port", str(settings.grpc_port),
         "--admin-port", str(settings.admin_port),
         "--body-limit-mib", repr(settings.body_limit / MiB),
@@ -292,6 +293,13 @@ def _start_serve(
         args += ["--no-watch"]
     if settings.router_path is not None:
         args += ["--router", str(settings.router_path)]
+    if settings.grpc_tls is not None:
+        args += ["--grpc-tls-cert", str(settings.grpc_tls.cert)]
+        args += ["--grpc-tls-key", str(settings.grpc_tls.key)]
+        if settings.grpc_tls.client_ca is not None:
+            args += ["--grpc-tls-client-ca", str(settings.grpc_tls.client_ca)]
+    if settings.admin_token_file is not None:
+        args += ["--admin-token-file", str(settings.admin_token_file)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = log_path.open("ab")  # a restart appends to the same log
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -17,7 +17,7 @@ from irtgate.server.app import build
 from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
 from irtgate.server.envoy_config import render
 from irtgate.server.envoy_process import EnvoyProcess
-from irtgate.server.settings import DeciderKind, Settings
+from irtgate.server.settings import LOOPBACK, WILDCARDS, DeciderKind, Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,17 @@ def describe_decider(settings: Settings) -> str:
 
 
 def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
-    url = f"http://{settings.host}:{envoy.listen_port}"
+    url = f"http://{_reachable(settings.listen_host)}:{envoy.listen_port}"
     sample = {"model": settings.aliases[0], "messages": [{"role": "user", "content": "hi"}]}
+    tls = "plaintext" if settings.grpc_tls is None else "TLS"
+    if settings.grpc_tls is not None and settings.grpc_tls.client_ca is not None:
+        tls = "mTLS"
     lines = [
         f"irtgate is up: send requests to {url} (Ctrl-C stops everything)",
-        f"  irtgate gRPC {settings.host}:{settings.grpc_port}, admin "
-        f"http://{settings.host}:{settings.admin_port}/metrics, Envoy admin {envoy.admin_url}",
+        f"  irtgate gRPC {settings.grpc_host}:{settings.grpc_port} ({tls}), admin "
+        f"http://{settings.admin_host}:{settings.admin_port}/metrics"
+        f"{' (bearer token)' if settings.admin_token_file else ''}, "
+        f"Envoy admin {envoy.admin_url}",
         "  upstreams: "
         + ", ".join(
             f"{u.name}={u.host}:{u.port}{' (demo echo)' if demo else ''}"
@@ -51,6 +56,10 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
         "    -d '" + json.dumps(sample, separators=(",", ":")) + "'",
     ]
     return "\n".join(lines)
+
+
+def _reachable(host: str) -> str:
+    return LOOPBACK if host in WILDCARDS else host
 
 
 async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> None:

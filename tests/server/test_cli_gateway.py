@@ -102,3 +102,37 @@ def test_parse_route_and_custom_upstreams() -> None:
         build(None, None, static=True, policy=Path("p.yaml"))
     with pytest.raises(typer.BadParameter):
         build(["a=127.0.0.1:1,ma"], "nowhere/m")
+
+
+def test_envoy_config_exposure_and_tls_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by envoy-config, only named")
+    name = "irtgate.internal"
+    args = ["envoy-config", "--listen-host", "0.0.0.0", "--envoy-tls-ca", str(ca),
+            "--envoy-tls-server-name", name, "--irtgate-host", name]  # fmt: skip
+    assert main(args) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] == (
+        "0.0.0.0"
+    )
+    assert cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    (extproc,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "irtgate_extproc"]
+    assert extproc["transport_socket"]["typed_config"]["sni"] == "irtgate.internal"
+
+
+def test_tls_options_must_come_in_pairs(tmp_path: Path) -> None:
+    from irtgate.server.cli_exposure import exposure_kwargs
+
+    f = tmp_path / "f.pem"
+    for bad in (
+        {"grpc_tls_cert": f},
+        {"grpc_tls_client_ca": f},
+        {"envoy_tls_cert": f, "envoy_tls_key": f},
+        {"envoy_tls_ca": f, "envoy_tls_cert": f},
+    ):
+        with pytest.raises(typer.BadParameter):
+            exposure_kwargs(**bad)  # type: ignore[arg-type]
+    tls = exposure_kwargs(grpc_tls_cert=f, grpc_tls_key=f, grpc_tls_client_ca=f)["grpc_tls"]
+    assert tls.client_ca == f

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from irtgate.server.envoy_config import EnvoyOptions, envoy_binary, render, render_yaml
-from irtgate.server.settings import FailMode, MiB, Settings
+from irtgate.server.settings import EnvoyTls, FailMode, MiB, ServerTls, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,10 +77,60 @@ def test_committed_config_is_current() -> None:
 @pytest.mark.parametrize("fail_mode", list(FailMode))
 def test_envoy_validates_rendered_config(tmp_path: Path, fail_mode: FailMode) -> None:
     path = tmp_path / "envoy.yaml"
-    path.write_text(render_yaml(Settings(fail_mode=fail_mode, host="localhost")))
+    path.write_text(render_yaml(Settings(fail_mode=fail_mode, listen_host="localhost")))
     assert yaml.safe_load(path.read_text())["admin"]
     proc = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path),
                            "--use-dynamic-base-id", "-l", "error"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout
+
+
+def _clusters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in cfg["static_resources"]["clusters"]}
+
+
+def _endpoint(cluster: dict[str, Any]) -> str:
+    ep = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    address: str = ep["address"]["socket_address"]["address"]
+    return address
+
+
+def test_exposed_listener_keeps_envoy_admin_on_loopback() -> None:
+    cfg = render(Settings(listen_host="0.0.0.0"))
+    listener = cfg["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    # irtgate bound to all addresses is still dialled on loopback; a named host as given
+    clusters = _clusters(render(Settings(grpc_host="0.0.0.0", admin_host="::")))
+    assert _endpoint(clusters["irtgate_extproc"]) == "127.0.0.1"
+    assert _endpoint(clusters["irtgate_admin"]) == "127.0.0.1"
+    clusters = _clusters(render(Settings(irtgate_host="irtgate.internal")))
+    assert _endpoint(clusters["irtgate_extproc"]) == "irtgate.internal"
+    assert clusters["irtgate_extproc"]["type"] == "STRICT_DNS"
+
+
+def test_extproc_cluster_tls(tmp_path: Path) -> None:
+    ca, crt, key = (tmp_path / n for n in ("ca.pem", "envoy.crt", "envoy.key"))
+    assert "transport_socket" not in _clusters(render(Settings()))["irtgate_extproc"]
+    cfg = render(Settings(envoy_tls=EnvoyTls(ca, crt, key)))
+    sock = _clusters(cfg)["irtgate_extproc"]["transport_socket"]
+    ctx = sock["typed_config"]
+    common = ctx["common_tls_context"]
+    assert common["alpn_protocols"] == ["h2"]
+    assert common["validation_context"]["trusted_ca"] == {"filename": str(ca)}
+    # the certificate must name the address Envoy dials
+    assert common["validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "IP_ADDRESS", "matcher": {"exact": "127.0.0.1"}}
+    ]
+    assert common["tls_certificates"][0]["certificate_chain"] == {"filename": str(crt)}
+    assert "sni" not in ctx
+    named = render(Settings(envoy_tls=EnvoyTls(ca, server_name="irtgate.internal")))
+    ctx = _clusters(named)["irtgate_extproc"]["transport_socket"]["typed_config"]
+    assert ctx["sni"] == "irtgate.internal"
+    assert "tls_certificates" not in ctx["common_tls_context"]
+    # irtgate on TLS but Envoy not told how: refused rather than a config that cannot connect
+    with pytest.raises(ValueError, match="envoy-tls-ca"):
+        render(Settings(grpc_tls=ServerTls(crt, key)))
+    with pytest.raises(ValueError, match="mTLS"):
+        Settings(grpc_tls=ServerTls(crt, key, client_ca=ca), envoy_tls=EnvoyTls(ca))
