@@ -198,6 +198,7 @@ def start_stack(
 ) -> Stack:
     """Start demo upstreams, irtgate and Envoy; raise (after cleaning up) if any fails."""
     settings = settings or stack_settings()
+    workdir.mkdir(parents=True, exist_ok=True)
     loop = BackgroundLoop()
     upstreams = [
         DemoUpstream(DemoConfig(u.name, stream_events, stream_interval_s), "127.0.0.1", 0)
