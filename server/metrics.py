@@ -149,7 +149,8 @@ class Metrics:
             ),
             streams_active=Gauge(
                 "streams_active",
-                "ext_proc streams currently open.",
+                "ext_proc streams currently open (requests being decided: irtgate closes "
+                "each stream once its decision is sent).",
                 namespace=ns,
                 registry=registry,
             ),
