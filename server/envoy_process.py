@@ -63,6 +63,9 @@ class EnvoyProcess:
                 "-c",
                 str(self.config_path),
                 "--disable-hot-restart",
+                # Access log lines within a second (Envoy's default waits up to 10 s).
+                "--file-flush-interval-msec",
+                "1000",
                 "--admin-address-path",
                 str(admin_path),
                 "-l",
