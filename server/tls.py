@@ -35,6 +35,7 @@ class CertificateFiles:
         self._stamp = self._read_stamp()
         self.initial = self._load()  # raises at start-up: a broken pair must not serve
         self._rejected: _Stamp | None = None
+        self._unreadable = False
         self.reloads = 0
 
     @property
@@ -64,8 +65,11 @@ class CertificateFiles:
             try:
                 stamp = self._read_stamp()
             except OSError as e:  # mid-rotation (a file briefly missing): keep what we have
-                log.warning("TLS files unreadable (%s); keeping the current certificate", e)
+                if not self._unreadable:  # once, not at every connection
+                    log.warning("TLS files unreadable (%s); keeping the current certificate", e)
+                self._unreadable = True
                 return None
+            self._unreadable = False
             if stamp == self._stamp or stamp == self._rejected:
                 return None
             try:

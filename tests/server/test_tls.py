@@ -118,6 +118,9 @@ async def test_rotated_certificate_is_picked_up_without_restart(tmp_path: Path, 
         assert await asyncio.to_thread(served_serial, port, ca) == second.serial
         assert (await decide(port, creds(ca))).outcome == "routed"
         assert gw.certificates is not None and gw.certificates.reloads == 1
+        first.key.unlink()  # a file briefly missing: the pair in force keeps serving
+        assert await asyncio.to_thread(served_serial, port, ca) == second.serial
+        assert gw.certificates.reloads == 1
     finally:
         await gw.stop(grace=0)
 
