@@ -236,11 +236,15 @@ def served(policy: Path | None, router: Path | None, rounds: int, n: int) -> dic
         # Both Envoys without access logs: the comparison is about the filter alone.
         stack.envoy.stop()
         opts = EnvoyOptions(0, 0, s.grpc_port, s.admin_port, access_log=False)
-        with_filter = EnvoyProcess(render(s, opts), Path(tmp) / "with").start()
+        with_filter = EnvoyProcess(
+            render(s, opts), Path(tmp) / "with", die_with_parent=True
+        ).start()
         base_opts = EnvoyOptions(
             0, 0, s.grpc_port, s.admin_port, access_log=False, extproc_enabled=False
         )
-        baseline = EnvoyProcess(render(s, base_opts), Path(tmp) / "base").start()
+        baseline = EnvoyProcess(
+            render(s, base_opts), Path(tmp) / "base", die_with_parent=True
+        ).start()
         try:
             ports = {"envoy": baseline.listen_port, "envoy+irtgate": with_filter.listen_port}
             ctx = mp.get_context("spawn")

@@ -123,10 +123,14 @@ def run(quick: bool) -> dict[str, Any]:
         opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
                             access_log=False)  # fmt: skip
         stack.envoy.stop()
-        with_filter = EnvoyProcess(render(stack.settings, opts), Path(tmp) / "with").start()
+        with_filter = EnvoyProcess(
+            render(stack.settings, opts), Path(tmp) / "with", die_with_parent=True
+        ).start()
         base_opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
                                  access_log=False, extproc_enabled=False)  # fmt: skip
-        baseline = EnvoyProcess(render(stack.settings, base_opts), Path(tmp) / "base").start()
+        baseline = EnvoyProcess(
+            render(stack.settings, base_opts), Path(tmp) / "base", die_with_parent=True
+        ).start()
         try:
             ports = {"envoy": baseline.listen_port, "envoy+irtgate": with_filter.listen_port}
             queue: mp.Queue[Any] = mp.get_context("spawn").Queue()

@@ -10,12 +10,16 @@ per its fail mode.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import yaml
 
@@ -26,6 +30,19 @@ class EnvoyError(RuntimeError):
     pass
 
 
+_PR_SET_PDEATHSIG: Final = 1
+# Resolved before any fork: the child only makes the call (no import, no lock between fork
+# and exec).
+_prctl: Callable[..., int] | None = None
+if sys.platform == "linux":
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _parent_death_signal() -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM.value)
+
+
 class EnvoyProcess:
     def __init__(
         self,
@@ -33,7 +50,12 @@ class EnvoyProcess:
         workdir: Path,
         log_level: str = "warn",
         log_to: IO[bytes] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
+        """``die_with_parent``: Envoy gets SIGTERM when the thread that starts it ends (Linux),
+        for test and benchmark harnesses; ``irtgate up`` leaves it off, so that Envoy keeps
+        serving per its fail mode if ``up`` is killed."""
+        self.die_with_parent = die_with_parent
         self.config = config
         self.workdir = workdir
         self.log_level = log_level
@@ -76,6 +98,7 @@ class EnvoyProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_parent_death_signal if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

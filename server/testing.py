@@ -236,7 +236,7 @@ def start_stack(
             irtgate_admin_port=settings.admin_port,
             extproc_enabled=extproc_enabled,
         )
-        envoy = EnvoyProcess(render(settings, opts), workdir / "envoy")
+        envoy = EnvoyProcess(render(settings, opts), workdir / "envoy", die_with_parent=True)
         stack = Stack(name, settings, envoy, ports, gateway, proc, proc_log, loop)
         _UPSTREAMS[id(stack)] = upstreams
         _ACTIVE.append(stack)

@@ -61,17 +61,26 @@ def up(tmp_path: Path) -> Iterator[Up]:
     with out.open("wb") as log:
         proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     handle = Up(proc, f"http://127.0.0.1:{port}", tmp, out)
+    envoy: int | None = None
     try:
         deadline = time.monotonic() + 60
         while b"irtgate is up" not in out.read_bytes():
             assert proc.poll() is None, out.read_text(errors="replace")
             assert time.monotonic() < deadline, out.read_text(errors="replace")
             time.sleep(0.1)
+        envoy = handle.envoy_pid()
         yield handle
     finally:
+        # Envoy outlives a killed `up` (that is the point): never leave one behind.
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if envoy is not None and Path(f"/proc/{envoy}").exists() and not _zombie(envoy):
+            os.kill(envoy, signal.SIGKILL)
 
 
 def test_kill_9_of_up_leaves_envoy_serving_per_fail_mode(up: Up) -> None:
@@ -104,4 +113,36 @@ def test_up_stops_everything_and_cleans_up_on_signals(up: Up, sig: signal.Signal
 
 
 def _zombie(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:  # gone meanwhile
+        return True
+
+
+def test_harness_envoy_dies_with_its_parent(tmp_path: Path) -> None:
+    # Test and benchmark harnesses ask for the opposite of `up`: no Envoy outlives them.
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from irtgate.server.envoy_config import EnvoyOptions, render\n"
+        "from irtgate.server.envoy_process import EnvoyProcess\n"
+        "from irtgate.server.testing import stack_settings\n"
+        "e = EnvoyProcess(render(stack_settings(), EnvoyOptions(0, 0, 1, 2)), Path(sys.argv[1]),\n"
+        "                 die_with_parent=True).start()\n"
+        "print(e.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        envoy = int(parent.stdout.readline())
+        assert Path(f"/proc/{envoy}").exists()
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{envoy}").exists() and not _zombie(envoy):
+        assert time.monotonic() < deadline, "Envoy outlived the process that started it"
+        time.sleep(0.1)
