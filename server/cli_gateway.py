@@ -1,4 +1,4 @@
-"""CLI commands for the gateway: ``serve``, ``up`` and ``envoy-config``."""
+"""CLI commands for the gateway: ``serve``, ``up``, ``envoy-config`` and ``demo-upstream``."""
 
 from __future__ import annotations
 
@@ -242,12 +242,41 @@ def register(app: typer.Typer) -> None:
         message_timeout: TimeoutOpt = _D.message_timeout_s,
         upstream: UpstreamOpt = None,
         default_upstream: DefaultUpOpt = None,
+        listen_host: Annotated[
+            str | None, typer.Option(help="Envoy's listener and admin address (default: --host).")
+        ] = None,
+        irtgate_host: Annotated[
+            str | None,
+            typer.Option(help="Host name or IP where Envoy reaches irtgate (default: --host)."),
+        ] = None,
     ) -> None:
         """Print the Envoy bootstrap YAML for these settings."""
-        from irtgate.server.envoy_config import render_yaml
+        from dataclasses import replace
+
+        from irtgate.server.envoy_config import EnvoyOptions, render_yaml
 
         settings = build_settings(**_options(locals()), need_route=False)
-        typer.echo(render_yaml(settings), nl=False)
+        opts = replace(
+            EnvoyOptions.from_settings(settings),
+            listen_host=listen_host,
+            irtgate_host=irtgate_host,
+        )
+        typer.echo(render_yaml(settings, opts), nl=False)
+
+    @app.command("demo-upstream")
+    def demo_upstream(
+        name: Annotated[str, typer.Option(help="Upstream name it reports in every reply.")],
+        host: HostOpt = _D.host,
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 18001,
+        stream_interval: Annotated[
+            float, typer.Option(help="Seconds between the events of a streamed reply.")
+        ] = 0.5,
+    ) -> None:
+        """Run one demo echo upstream (a stand-in for an LLM API) until stopped."""
+        from irtgate.server.demo_upstream import run_demo_upstream
+
+        _logging("info")
+        _run_or_exit(run_demo_upstream(name, host, port, stream_interval))
 
 
 def _options(values: Mapping[str, Any]) -> dict[str, Any]:

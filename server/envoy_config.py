@@ -61,6 +61,10 @@ class EnvoyOptions:
     access_log: bool = True
     max_connections: int = 10_000
     upstream_timeout_s: float = 300.0  # LLM calls are slow; Envoy's 15 s default is not enough
+    # In containers Envoy listens on every interface and finds irtgate by service name;
+    # None keeps Settings.host for both (one machine, loopback).
+    listen_host: str | None = None  # Envoy's listener and admin
+    irtgate_host: str | None = None  # where Envoy reaches irtgate's gRPC and admin ports
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EnvoyOptions:
@@ -220,7 +224,8 @@ def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
 def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, Any]:
     """The Envoy bootstrap as a dict."""
     opts = opts or EnvoyOptions.from_settings(settings)
-    host = settings.host
+    bind = _bind_ip(opts.listen_host or settings.host)
+    irtgate = opts.irtgate_host or settings.host
     hcm: dict[str, Any] = {
         "@type": f"{T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "irtgate",
@@ -262,12 +267,12 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
         ]
     ports = opts.upstream_ports or {}
     clusters = [
-        _cluster(EXTPROC_CLUSTER, host, opts.extproc_port, http2=True),
-        _cluster(ADMIN_CLUSTER, host, opts.irtgate_admin_port),
+        _cluster(EXTPROC_CLUSTER, irtgate, opts.extproc_port, http2=True),
+        _cluster(ADMIN_CLUSTER, irtgate, opts.irtgate_admin_port),
         *(_cluster(u.name, u.host, ports.get(u.name, u.port)) for u in settings.upstreams),
     ]
     return {
-        "admin": {"address": _address(_bind_ip(host), opts.admin_port)},
+        "admin": {"address": _address(bind, opts.admin_port)},
         # A connection cap (Envoy warns at start-up without one).
         "overload_manager": {
             "resource_monitors": [
@@ -285,7 +290,7 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
             "listeners": [
                 {
                     "name": "irtgate",
-                    "address": _address(_bind_ip(host), opts.listen_port),
+                    "address": _address(bind, opts.listen_port),
                     # Whole bodies are buffered for ext_proc; Envoy's 1 MiB default gives 413s.
                     "per_connection_buffer_limit_bytes": settings.envoy_buffer_limit,
                     "filter_chains": [
