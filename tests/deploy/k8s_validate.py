@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -102,6 +103,13 @@ OWN_CHECKS: dict[str, Callable[[Obj], None]] = {
 
 def validate(obj: Obj) -> str:
     """Validate one object; return how ("core", "crd", "own"). Raises on a problem."""
+    # The base's objects render identically in every overlay; each is checked once.
+    return _validate_once(json.dumps(obj, sort_keys=True))
+
+
+@cache
+def _validate_once(text: str) -> str:
+    obj = json.loads(text)
     group, version = group_version(obj)
     kind = str(obj["kind"])
     if group in CORE_GROUPS:
