@@ -84,3 +84,11 @@ def test_envoy_validates_rendered_config(tmp_path: Path, fail_mode: FailMode) ->
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout
+
+
+def test_routing_header_never_reaches_an_upstream() -> None:
+    # irtgate sets it for gateways that route on it; this config routes on metadata.
+    from irtgate.server.extproc import ROUTE_HEADER
+
+    vhost = _hcm(render(Settings()))["route_config"]["virtual_hosts"][0]
+    assert vhost["request_headers_to_remove"] == [ROUTE_HEADER]
