@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.irtgate-installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint fmt proto proto-check train-deps artifacts bench clean
+.PHONY: install run test test-fast lint fmt proto proto-check train-deps artifacts bench clean envoy-configs
 
 install: $(STAMP)
 
@@ -46,6 +46,19 @@ proto: install
 
 proto-check: install
 	$(PY) -m irtgate.proto.generate --check
+
+# The generated Envoy bootstraps under deploy/ (tests fail when one is stale). The compose and
+# standalone-Kubernetes ones use irtgate's own options from deploy/compose.yaml and
+# deploy/k8s/base/deployment.yaml; keep the --upstream lists here in step with those.
+DEPLOY_UPSTREAMS := --upstream=demo-small=demo-small:18001,demo-small-1 \
+	--upstream=demo-large=demo-large:18002,demo-large-1 --default-upstream=demo-small \
+	--fail-mode=closed --message-timeout=5
+envoy-configs: install
+	$(VENV)/bin/irtgate envoy-config > deploy/envoy/envoy.yaml
+	$(VENV)/bin/irtgate envoy-config --listen-host 0.0.0.0 --irtgate-host irtgate \
+	  $(DEPLOY_UPSTREAMS) > deploy/compose/envoy.yaml
+	$(VENV)/bin/irtgate envoy-config --listen-host 0.0.0.0 --irtgate-host irtgate-headless \
+	  $(DEPLOY_UPSTREAMS) > deploy/k8s/overlays/standalone/envoy.yaml
 
 # Training and export extras (torch, transformers). Only for rebuilding artifacts.
 train-deps: install

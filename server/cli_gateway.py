@@ -1,4 +1,4 @@
-"""CLI commands for the gateway: ``serve``, ``up`` and ``envoy-config``."""
+"""CLI commands for the gateway: ``serve``, ``up``, ``envoy-config`` and ``demo-upstream``."""
 
 from __future__ import annotations
 
@@ -287,6 +287,21 @@ def register(app: typer.Typer) -> None:
 
         settings = build_settings(**_options(locals()), need_route=False)
         typer.echo(render_yaml(settings), nl=False)
+
+    @app.command("demo-upstream")
+    def demo_upstream(
+        name: Annotated[str, typer.Option(help="Upstream name it reports in every reply.")],
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 18001,
+        stream_interval: Annotated[
+            float, typer.Option(help="Seconds between the events of a streamed reply.")
+        ] = 0.5,
+    ) -> None:
+        """Run one demo echo upstream (a stand-in for an LLM API) until stopped."""
+        from irtgate.server.demo_upstream import run_demo_upstream
+
+        _logging("info")
+        _run_or_exit(run_demo_upstream(name, host, port, stream_interval))
 
 
 def _options(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 DEMO_NOTE = "demo upstream: echoes the request, no model behind it"
 
@@ -248,3 +251,16 @@ class DemoUpstream:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def run_demo_upstream(name: str, host: str, port: int, stream_interval_s: float) -> None:
+    """One demo upstream until SIGINT/SIGTERM (``irtgate demo-upstream``, the compose stack)."""
+    from irtgate.server.app import wait_for_signal
+
+    upstream = DemoUpstream(DemoConfig(name, stream_interval_s=stream_interval_s), host, port)
+    await upstream.start()
+    log.info("demo upstream %s listening on %s:%d", name, host, upstream.port)
+    try:
+        await wait_for_signal()
+    finally:
+        await upstream.stop()

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import yaml
 
+from irtgate.server.extproc import ROUTE_HEADER
 from irtgate.server.settings import LOOPBACK, WILDCARDS, FailMode, Settings
 
 T: Final = "type.googleapis.com/envoy.extensions"
@@ -304,6 +305,8 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
                     "name": "llm",
                     "domains": ["*"],
                     "routes": _routes(settings, opts),
+                    # For gateways that route on it (docs/deploy.md); upstreams never need it.
+                    "request_headers_to_remove": [ROUTE_HEADER],
                     "response_headers_to_add": [
                         {
                             "header": {"key": key, "value": f"%DYNAMIC_METADATA(irtgate:{field})%"},

@@ -10,6 +10,10 @@ The body reply carries, in one ``CommonResponse``: the rewritten body, the match
 ``clear_route_cache``; plus dynamic metadata under ``irtgate`` that the routes match.
 Routing on metadata rather than a header means a client cannot pick the upstream by sending
 a header while irtgate is down.
+
+For gateways whose routes cannot match metadata (Envoy Gateway's ``HTTPRoute``), the body
+reply also sets ``x-irtgate-upstream`` to the chosen upstream; a client-sent copy is removed
+in the headers reply (with a route clear), so while irtgate is up only its own value routes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from irtgate.signals.request import ApiKind
 log = logging.getLogger(__name__)
 
 METADATA_NAMESPACE: Final = "irtgate"
+# The routing header irtgate owns: set to the chosen upstream, a client's copy removed.
+ROUTE_HEADER: Final = "x-irtgate-upstream"
 
 
 def header(key: str, value: str | bytes) -> base_pb2.HeaderValueOption:
@@ -111,7 +117,12 @@ class StreamProcessor:
             # Not ours to route: closing the stream now also spares Envoy sending the body.
             self.done = True
             self.core.count_unrouted()
-        return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+        if ROUTE_HEADER not in h:
+            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+        # The route was picked with the client's copy in place: drop it and pick again.
+        common = pb.CommonResponse(clear_route_cache=True)
+        common.header_mutation.remove_headers.append(ROUTE_HEADER)
+        return pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
 
     async def on_request_body(self, msg: pb.HttpBody) -> pb.ProcessingResponse:
         # BUFFERED: the whole body is this one message, and the response side is SKIP/NONE.
@@ -121,9 +132,13 @@ class StreamProcessor:
         verdict = await self.core.decide(self.api, msg.body)
         common = pb.CommonResponse(clear_route_cache=True)
         mutation = common.header_mutation
+        mutation.set_headers.append(header(ROUTE_HEADER, verdict.upstream))
         for key, value in verdict.set_headers.items():
-            mutation.set_headers.append(header(key, value))
-        mutation.remove_headers.extend(verdict.remove_headers)
+            if key.lower() != ROUTE_HEADER:  # a policy never overrides the routing header
+                mutation.set_headers.append(header(key, value))
+        mutation.remove_headers.extend(
+            h for h in verdict.remove_headers if h.lower() != ROUTE_HEADER
+        )
         if verdict.new_body is not None:
             common.body_mutation.body = verdict.new_body
             # Envoy rejects a mutated body whose length disagrees with content-length.

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,8 +195,12 @@ def start_stack(
     stream_interval_s: float = 0.2,
     extproc_enabled: bool = True,
     name: str = "stack",
+    envoy_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Stack:
-    """Start demo upstreams, irtgate and Envoy; raise (after cleaning up) if any fails."""
+    """Start demo upstreams, irtgate and Envoy; raise (after cleaning up) if any fails.
+
+    ``envoy_transform`` edits the rendered bootstrap before Envoy starts (to run the routing
+    another proxy would configure, e.g. the Kubernetes overlays' header routes)."""
     settings = settings or stack_settings()
     workdir.mkdir(parents=True, exist_ok=True)
     loop = BackgroundLoop()
@@ -236,7 +240,10 @@ def start_stack(
             irtgate_admin_port=settings.admin_port,
             extproc_enabled=extproc_enabled,
         )
-        envoy = EnvoyProcess(render(settings, opts), workdir / "envoy", die_with_parent=True)
+        bootstrap = render(settings, opts)
+        if envoy_transform is not None:
+            bootstrap = envoy_transform(bootstrap)
+        envoy = EnvoyProcess(bootstrap, workdir / "envoy", die_with_parent=True)
         stack = Stack(name, settings, envoy, ports, gateway, proc, proc_log, loop)
         _UPSTREAMS[id(stack)] = upstreams
         _ACTIVE.append(stack)

@@ -136,3 +136,37 @@ def test_tls_options_must_come_in_pairs(tmp_path: Path) -> None:
             exposure_kwargs(**bad)  # type: ignore[arg-type]
     tls = exposure_kwargs(grpc_tls_cert=f, grpc_tls_key=f, grpc_tls_client_ca=f)["grpc_tls"]
     assert tls.client_ca == f
+
+
+def test_demo_upstream_command_serves_until_sigterm(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from irtgate.server.testing import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    main_ = "import sys; from irtgate.server.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", main_, "demo-upstream", "--name", "shop", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline, answer = time.monotonic() + 30, None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                    answer = json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        assert answer is not None, proc.stderr.read() if proc.stderr else ""
+        assert answer["irtgate_demo"]["upstream"] == "shop"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -134,3 +134,11 @@ def test_extproc_cluster_tls(tmp_path: Path) -> None:
         render(Settings(grpc_tls=ServerTls(crt, key)))
     with pytest.raises(ValueError, match="mTLS"):
         Settings(grpc_tls=ServerTls(crt, key, client_ca=ca), envoy_tls=EnvoyTls(ca))
+
+
+def test_routing_header_never_reaches_an_upstream() -> None:
+    # irtgate sets it for gateways that route on it; this config routes on metadata.
+    from irtgate.server.extproc import ROUTE_HEADER
+
+    vhost = _hcm(render(Settings()))["route_config"]["virtual_hosts"][0]
+    assert vhost["request_headers_to_remove"] == [ROUTE_HEADER]

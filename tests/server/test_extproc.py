@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from irtgate.policies.outcome import Outcome
 from irtgate.server.core import GatewayCore
-from irtgate.server.extproc import ExternalProcessor, StreamProcessor
+from irtgate.server.extproc import ROUTE_HEADER, ExternalProcessor, StreamProcessor
 from irtgate.server.metrics import Metrics
 from irtgate.server.settings import Settings, UnknownModelMode
 from irtgate.server.static_decider import StaticDecider
@@ -248,3 +248,30 @@ async def test_stream_ends_once_the_decision_is_sent() -> None:
     assert await _process([headers("/upload"), body(b"x"), RESPONSE_HEADERS]) == (1, 1)
     # a rejection ends it too
     assert await _process([headers(eos=True), RESPONSE_HEADERS]) == (1, 1)
+
+
+async def test_routing_header_names_the_chosen_upstream() -> None:
+    proc, _, _ = make()
+    await proc.handle(headers())
+    r = await proc.handle(body({"model": "auto", "messages": [{"role": "user", "content": "x"}]}))
+    assert set_headers(r.request_body.response)[ROUTE_HEADER] == b"demo-small"
+    proc, _, _ = make()
+    await proc.handle(headers())
+    r = await proc.handle(
+        body({"model": "demo-large-1", "messages": [{"role": "user", "content": "x"}]})
+    )
+    assert set_headers(r.request_body.response)[ROUTE_HEADER] == b"demo-large"
+
+
+async def test_client_sent_routing_header_is_removed_before_routing() -> None:
+    # Envoy Gateway's HTTPRoute matches this header: a client's copy must not survive.
+    for path, method, eos in ((CHAT, "POST", False), ("/v1/models", "GET", True)):
+        proc, _, _ = make()
+        r = await proc.handle(headers(path, method, eos, extra={ROUTE_HEADER: "demo-large"}))
+        common = r.request_headers.response
+        assert list(common.header_mutation.remove_headers) == [ROUTE_HEADER]
+        assert common.clear_route_cache
+    # Without a client copy the headers reply stays empty (no needless route clear).
+    proc, _, _ = make()
+    r = await proc.handle(headers())
+    assert not r.request_headers.HasField("response")
