@@ -54,10 +54,11 @@ def serve_settings(args: list[str]) -> Settings:
         values = opts.get(name)
         return values[-1] if values else None
 
-    hosts = {k.replace("-", "_"): v for k in ("grpc-host", "admin-host") if (v := one(k))}
     kwargs: dict[str, Any] = {
         "upstream": opts.get("upstream"),
-        "exposure": exposure_kwargs(**hosts),
+        "exposure": exposure_kwargs(
+            grpc_host=one("grpc-host") or "127.0.0.1", admin_host=one("admin-host") or "127.0.0.1"
+        ),
     }
     if (policy := one("policy")) is not None:
         kwargs["policy"] = Path(policy)
