@@ -38,6 +38,7 @@ BODY = json.dumps(
     {"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
 ).encode()
 CONCURRENCY = 16
+TLS = "/tls"  # suffix of the targets whose upstream is behind TLS
 
 
 async def _sequential(ports: dict[str, int], rounds: int, n: int) -> dict[str, list[list[float]]]:
@@ -110,7 +111,29 @@ def summarise(rounds: list[list[float]]) -> dict[str, float]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def _tls_settings(stack: Any, tmp: Path) -> tuple[Any, Any]:
+    """The stack's settings with the routed upstream served over TLS by a second stand-in
+    (same demo app, a throwaway CA), so the same irtgate serves both Envoys."""
+    import dataclasses
+
+    from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
+    from irtgate.server.settings import UpstreamTls
+    from irtgate.server.testing_pki import make_pki
+
+    pki = make_pki(tmp / "pki", "upstream.bench")
+    name = stack.settings.default_choice.upstream
+    tls_up = DemoUpstream(DemoConfig(name), "127.0.0.1", 0, pki.server_context())
+    stack.run(tls_up.start())
+    ups = tuple(
+        dataclasses.replace(u, scheme="https", port=tls_up.port,
+                            tls=UpstreamTls(pki.ca_file, "upstream.bench"))
+        if u.name == name else u
+        for u in stack.settings.upstreams
+    )  # fmt: skip
+    return stack.settings.replace(upstreams=ups), tls_up
+
+
+def run(quick: bool, tls: bool = False) -> dict[str, Any]:
     from irtgate.server.envoy_config import EnvoyOptions, render
     from irtgate.server.envoy_process import EnvoyProcess
     from irtgate.server.testing import running_stack, stack_settings
@@ -119,40 +142,49 @@ def run(quick: bool) -> dict[str, Any]:
         tempfile.TemporaryDirectory() as tmp,
         running_stack(Path(tmp), stack_settings(), processor="subprocess", name="bench") as stack,
     ):
-        # Both Envoys without access logs: the comparison is about the filter alone.
+        # Every Envoy without access logs: the comparison is about the filter alone.
         opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
                             access_log=False)  # fmt: skip
-        stack.envoy.stop()
-        with_filter = EnvoyProcess(
-            render(stack.settings, opts), Path(tmp) / "with", die_with_parent=True
-        ).start()
         base_opts = EnvoyOptions(0, 0, stack.settings.grpc_port, stack.settings.admin_port,
                                  access_log=False, extproc_enabled=False)  # fmt: skip
-        baseline = EnvoyProcess(
-            render(stack.settings, base_opts), Path(tmp) / "base", die_with_parent=True
-        ).start()
+        stack.envoy.stop()
+        variants = {"": stack.settings}
+        tls_up = None
+        if tls:  # the same pair again, with the upstream behind TLS
+            variants[TLS], tls_up = _tls_settings(stack, Path(tmp))
+        envoys: dict[str, EnvoyProcess] = {}
         try:
-            ports = {"envoy": baseline.listen_port, "envoy+irtgate": with_filter.listen_port}
+            for suffix, settings in variants.items():
+                for name, o in (("envoy", base_opts), ("envoy+irtgate", opts)):
+                    workdir = Path(tmp) / f"{name}{suffix}".replace("+", "_").replace("/", "_")
+                    envoys[name + suffix] = EnvoyProcess(
+                        render(settings, o), workdir, die_with_parent=True
+                    ).start()
+            ports = {name: e.listen_port for name, e in envoys.items()}
             queue: mp.Queue[Any] = mp.get_context("spawn").Queue()
             proc = mp.get_context("spawn").Process(target=_load, args=(ports, quick, queue))
             proc.start()
-            raw = queue.get(timeout=600)
+            raw = queue.get(timeout=900)
             proc.join()
         finally:
-            with_filter.stop()
-            baseline.stop()
+            for e in envoys.values():
+                e.stop()
+            if tls_up is not None:
+                stack.run(tls_up.stop())
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "loadavg_1m_at_end": os.getloadavg()[0]},
         "concurrency": CONCURRENCY,
         "quick": quick,
+        "tls": tls,
     }  # fmt: skip
     for mode in ("sequential", "concurrent"):
         figs = {name: summarise(rounds) for name, rounds in raw[mode].items()}
-        base, irt = figs["envoy"], figs["envoy+irtgate"]
-        figs["delta_p50_ms"] = irt["p50_ms"] - base["p50_ms"]  # type: ignore[assignment]
-        figs["ratio_p50"] = irt["p50_ms"] / base["p50_ms"]  # type: ignore[assignment]
-        figs["ratio_p99"] = irt["p99_ms"] / base["p99_ms"]  # type: ignore[assignment]
+        for suffix in ("", TLS) if tls else ("",):
+            base, irt = figs["envoy" + suffix], figs["envoy+irtgate" + suffix]
+            figs["delta_p50_ms" + suffix] = irt["p50_ms"] - base["p50_ms"]  # type: ignore[assignment]
+            figs["ratio_p50" + suffix] = irt["p50_ms"] / base["p50_ms"]  # type: ignore[assignment]
+            figs["ratio_p99" + suffix] = irt["p99_ms"] / base["p99_ms"]  # type: ignore[assignment]
         result[mode] = figs
     result["concurrent_rps"] = {k: statistics.median(v) for k, v in raw["rps"].items()}
     return result
@@ -170,8 +202,11 @@ def markdown(r: dict[str, Any]) -> str:
         "| mode | target | p50 ms | p99 ms | requests |",
         "|---|---|---|---|---|",
     ]
+    targets = ["envoy", "envoy+irtgate"]
+    if r.get("tls"):
+        targets += ["envoy" + TLS, "envoy+irtgate" + TLS]
     for mode in ("sequential", "concurrent"):
-        for target in ("envoy", "envoy+irtgate"):
+        for target in targets:
             f = r[mode][target]
             lines.append(
                 f"| {mode} | {target} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['n']} |"
@@ -182,6 +217,18 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {mode} | {f['delta_p50_ms']:+.2f} | {f['ratio_p50']:.2f} | {f['ratio_p99']:.2f} |"
         )
+    if r.get("tls"):
+        lines += [
+            "",
+            "Upstream behind TLS (Envoy verifies a throwaway CA; same demo app): what irtgate "
+            "adds should not change, since TLS is Envoy's work after the decision.",
+            "",
+            "| mode | Δp50 ms, plain | Δp50 ms, TLS |",
+            "|---|---|---|",
+        ]
+        for mode in ("sequential", "concurrent"):
+            f = r[mode]
+            lines.append(f"| {mode} | {f['delta_p50_ms']:+.2f} | {f['delta_p50_ms' + TLS]:+.2f} |")
     rps = r["concurrent_rps"]
     lines += [
         "",
@@ -197,8 +244,11 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Envoy+irtgate vs Envoy latency")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument(
+        "--tls", action="store_true", help="also measure with the upstream behind TLS"
+    )
     args = parser.parse_args()
-    r = run(args.quick)
+    r = run(args.quick, args.tls)
     md = markdown(r)
     print(md)
     if not args.quick:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from irtgate.plugins.base import PluginState
@@ -24,9 +24,9 @@ from irtgate.policies.explain import Match, explanation, reason
 from irtgate.policies.outcome import Choice, DecisionTrace, Outcome
 from irtgate.policies.scoring import Selection, baseline_cost, input_tokens, score, select
 from irtgate.policies.spec import CatalogEntry
-from irtgate.signals.base import SignalContext, Value
-from irtgate.signals.errors import UNKNOWN_MODEL
-from irtgate.signals.request import LLMRequest
+from irtgate.signals.base import Resources, SignalContext, Value
+from irtgate.signals.errors import API_NOT_SERVED, UNKNOWN_MODEL
+from irtgate.signals.request import ApiKind, LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
     sigs = _Signals(snap, SignalContext(request, embedder=embedder), trace)
     matched = match(snap, sigs)
     decision = matched.decision
-    state = narrow(resolved, decision, request, sigs)
+    # Candidates whose upstream cannot take this API go before anything else sees them.
+    fit, unfit = fit_api(resolved.pinned or decision.candidates, request, snap.resources)
+    state = narrow(Resolved(tuple(fit)), decision, request, sigs)
     tokens = input_tokens(request, sigs.values)
     cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
     scored = score(cands, router, sigs.ctx, tokens)
@@ -134,6 +136,8 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
         router={} if router is None or scored.scores is None else router.explain(scored.scores),
         notes=state.notes,
     )
+    if unfit:
+        expl["api_fit.dropped"] = ",".join(c.name for c in unfit)[:240]
     entry = chosen.entry
     return Outcome(
         choice=Choice(entry.name, entry.model, entry.upstream, _budget(entry)),
@@ -144,6 +148,26 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
         request_headers=dict(state.set_headers),
         remove_request_headers=tuple(state.remove_headers),
         explanation=expl,
+    )
+
+
+def fit_api(
+    candidates: Sequence[CatalogEntry], request: LLMRequest, res: Resources
+) -> tuple[list[CatalogEntry], list[CatalogEntry]]:
+    """(candidates whose upstream speaks the request's API, those dropped). Raises
+    API_NOT_SERVED when none is left: irtgate does not translate between APIs.
+
+    ``res.extras["upstream_apis"]`` maps an upstream to the APIs it speaks (set by the
+    gateway from its upstreams); an upstream it does not list speaks every API."""
+    apis: Mapping[str, frozenset[ApiKind]] = res.extras.get("upstream_apis") or {}
+    every = frozenset(ApiKind)
+    fit = [c for c in candidates if request.api in apis.get(c.upstream, every)]
+    if fit or not candidates:
+        return fit, [c for c in candidates if c not in fit]
+    ups = sorted({c.upstream for c in candidates})
+    raise API_NOT_SERVED.with_message(
+        f"no candidate for this request speaks the {request.api.value} API "
+        f"(upstreams {', '.join(ups)[:200]}); use an API they speak"
     )
 
 

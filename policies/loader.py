@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from irtgate.policies.errors import PathT, PolicyError, Problem
 from irtgate.policies.spec import Policy
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,16 @@ def _loc(data: Any, loc: tuple[Any, ...], missing: bool) -> PathT:
 
 def validate_schema(src: Source) -> Policy:
     """Type-level validation of parsed data; all errors at once."""
+    return validate_as(src, Policy, "a policy is a mapping (version, catalog, ...)")
+
+
+def validate_as(src: Source, model: type[M], not_a_mapping: str) -> M:
+    """Validate parsed data as ``model`` (a strict pydantic model); every error at once,
+    each at its file:line: path. Other YAML files (the upstreams file) use it too."""
     if not isinstance(src.data, dict):
-        raise PolicyError([src.problem((), "a policy is a mapping (version, catalog, ...)")])
+        raise PolicyError([src.problem((), not_a_mapping)])
     try:
-        return Policy.model_validate(src.data)
+        return model.model_validate(src.data)
     except ValidationError as e:
         merged: dict[PathT, list[str]] = {}
         for err in e.errors():

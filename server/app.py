@@ -7,6 +7,7 @@ process (ports may be 0; the bound ports are read back after :meth:`Gateway.star
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from contextlib import suppress
@@ -169,6 +170,12 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Gate
     """
     from irtgate.server.deciders import load_decider
 
+    if settings.client_key_hashes is None and not _loopback(settings.listen_host):
+        log.warning(
+            "listening on %s with no --client-keys: anyone who reaches Envoy can use the "
+            "upstreams' keys",
+            settings.listen_host,
+        )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)
     return Gateway(settings, load_decider(settings, metrics), registry, metrics)
@@ -183,3 +190,10 @@ async def serve(settings: Settings) -> None:
     finally:
         log.info("shutting down; draining streams for up to %.1f s", settings.drain_grace_s)
         await gateway.stop()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

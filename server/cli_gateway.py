@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from irtgate.policies.errors import PolicyError
 from irtgate.server.cli_exposure import (
     AdminHostOpt,
     AdminTokenOpt,
@@ -25,6 +26,7 @@ from irtgate.server.cli_exposure import (
     ListenHostOpt,
     exposure_kwargs,
 )
+from irtgate.server.client_keys import load_client_keys
 from irtgate.server.settings import (
     DeciderKind,
     DefaultChoice,
@@ -34,6 +36,9 @@ from irtgate.server.settings import (
     UnknownModelMode,
     Upstream,
 )
+from irtgate.server.upstreams import SKIP_KEY_CHECKS, load_upstreams
+
+T = TypeVar("T")
 
 GrpcPortOpt = Annotated[int, typer.Option(help="ext_proc + Decide + gRPC health port.")]
 AdminPortOpt = Annotated[int, typer.Option(help="irtgate admin HTTP port (/healthz /metrics).")]
@@ -51,6 +56,20 @@ TimeoutOpt = Annotated[float, typer.Option(help="Envoy's per-message ext_proc ti
 UpstreamOpt = Annotated[
     list[str] | None,
     typer.Option("--upstream", help="NAME=HOST:PORT[,model,...] (repeat); default: demo ones."),
+]
+UpstreamsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--upstreams",
+        help="Upstreams YAML (URLs, providers, keys from env/file; docs/upstreams.md).",
+    ),
+]
+ClientKeysOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-keys",
+        help="File of sha256 digests of the API keys clients must send (else 401).",
+    ),
 ]
 DefaultUpOpt = Annotated[str | None, typer.Option(help="Upstream for unrouted traffic.")]
 RouteOpt = Annotated[
@@ -132,6 +151,9 @@ def build_settings(
     static: bool = False,
     watch: bool = True,
     router: Path | None = None,
+    upstreams_file: Path | None = None,
+    client_keys: Path | None = None,
+    check_keys: bool = True,
 ) -> Settings:
     kwargs: dict[str, object] = {}
     if static and policy is not None:
@@ -144,15 +166,31 @@ def build_settings(
         )
     # A route without a policy asks for the static decider: that is what --route sets.
     kwargs["decider"] = DeciderKind.STATIC if static or route is not None else DeciderKind.POLICY
-    if upstream:
+    if upstream and upstreams_file is not None:
+        raise typer.BadParameter("--upstream and --upstreams exclude each other")
+    file_default = None
+    if upstreams_file is not None:
+        # The keys matter where Envoy runs: `envoy-config` may render elsewhere (CI, Helm).
+        environ = None if check_keys else SKIP_KEY_CHECKS
+        config = _load_or_exit(lambda p: load_upstreams(p, environ), upstreams_file)
+        ups = config.upstreams
+        file_default = config.default
+        kwargs["upstreams_path"] = upstreams_file
+    elif upstream:
         ups = tuple(parse_upstream(s) for s in upstream)
+    else:
+        ups = ()
+    if client_keys is not None:
+        kwargs["client_key_hashes"] = _load_or_exit(load_client_keys, client_keys)
+        kwargs["client_keys_path"] = client_keys
+    if ups:
         kwargs["upstreams"] = ups
-        kwargs["default_upstream"] = default_upstream or ups[0].name
+        kwargs["default_upstream"] = default_upstream or file_default or ups[0].name
         if route is None:  # the demo default choice names a demo upstream
             target = next((u for u in ups if u.name == kwargs["default_upstream"]), ups[0])
             if not target.models and need_route and kwargs["decider"] is DeciderKind.STATIC:
                 raise typer.BadParameter(
-                    "with --upstream, give --route UPSTREAM/MODEL[@BUDGET] or list a model "
+                    "with --upstream(s), give --route UPSTREAM/MODEL[@BUDGET] or list a model "
                     "on the default upstream (NAME=HOST:PORT,model)"
                 )
             model = target.models[0] if target.models else "default"
@@ -197,6 +235,8 @@ def register(app: typer.Typer) -> None:
         fail_mode: FailOpt = _D.fail_mode,
         message_timeout: TimeoutOpt = _D.message_timeout_s,
         upstream: UpstreamOpt = None,
+        upstreams_file: UpstreamsFileOpt = None,
+        client_keys: ClientKeysOpt = None,
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
@@ -234,6 +274,8 @@ def register(app: typer.Typer) -> None:
         fail_mode: FailOpt = _D.fail_mode,
         message_timeout: TimeoutOpt = _D.message_timeout_s,
         upstream: UpstreamOpt = None,
+        upstreams_file: UpstreamsFileOpt = None,
+        client_keys: ClientKeysOpt = None,
         default_upstream: DefaultUpOpt = None,
         policy: PolicyOpt = None,
         route: RouteOpt = None,
@@ -249,7 +291,10 @@ def register(app: typer.Typer) -> None:
         envoy_tls_key: EnvoyKeyOpt = None,
         envoy_tls_server_name: EnvoyServerNameOpt = None,
         admin_token_file: AdminTokenOpt = None,
-        demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
+        demo: Annotated[
+            bool | None,
+            typer.Option(help="Start demo echo upstreams (default: unless --upstreams)."),
+        ] = None,
         log_level: LogOpt = "warning",
     ) -> None:
         """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
@@ -259,6 +304,7 @@ def register(app: typer.Typer) -> None:
         settings = build_settings(**_options(locals()))
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
+        demo = upstreams_file is None if demo is None else demo
         _run_or_exit(run(settings, demo=demo, log_level=envoy_level))
 
     @app.command("envoy-config")
@@ -276,13 +322,23 @@ def register(app: typer.Typer) -> None:
         fail_mode: FailOpt = _D.fail_mode,
         message_timeout: TimeoutOpt = _D.message_timeout_s,
         upstream: UpstreamOpt = None,
+        upstreams_file: UpstreamsFileOpt = None,
         default_upstream: DefaultUpOpt = None,
         envoy_tls_ca: EnvoyCaOpt = None,
         envoy_tls_cert: EnvoyCertOpt = None,
         envoy_tls_key: EnvoyKeyOpt = None,
         envoy_tls_server_name: EnvoyServerNameOpt = None,
+        check_keys: Annotated[
+            bool,
+            typer.Option(
+                "--check-keys/--no-check-keys",
+                help="Check here that each key's variable is set and file readable "
+                "(off: render where Envoy's secrets are not, e.g. in CI).",
+            ),
+        ] = True,
     ) -> None:
-        """Print the Envoy bootstrap YAML for these settings."""
+        """Print the Envoy bootstrap YAML for these settings (keys are never in it: Envoy
+        reads them from the variables or files the upstreams file names)."""
         from irtgate.server.envoy_config import render_yaml
 
         settings = build_settings(**_options(locals()), need_route=False)
@@ -311,6 +367,17 @@ def _options(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in values.items() if k in wanted}
     out["exposure"] = exposure_kwargs(**{k: v for k, v in values.items() if k in exposure})
     return out
+
+
+def _load_or_exit(load: Callable[[Path], T], path: Path) -> T:
+    """A file read at start-up; its problems (all of them, file:line: path) end the run."""
+    try:
+        return load(path)
+    except PolicyError as e:
+        typer.echo(f"irtgate: {path}: {len(e.problems)} problem(s):", err=True)
+        for p in e.problems:
+            typer.echo(f"  {p}", err=True)
+        raise SystemExit(2) from None
 
 
 def _run_or_exit(main: Coroutine[Any, Any, None]) -> None:

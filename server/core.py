@@ -24,6 +24,7 @@ from irtgate.policies.outcome import (
     TracingDecider,
     traces,
 )
+from irtgate.server.client_keys import is_allowed
 from irtgate.server.metrics import Metrics
 from irtgate.server.parse import api_for_path, parse_request
 from irtgate.server.settings import Settings, UnknownModelMode
@@ -101,7 +102,11 @@ class GatewayCore:
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
-        self._model_upstreams = settings.model_upstreams()
+        self._upstreams = {u.name: u for u in settings.upstreams}
+        self._model_upstreams: dict[str, list[str]] = {}
+        for u in settings.upstreams:
+            for m in u.models:
+                self._model_upstreams.setdefault(m, []).append(u.name)
         self._aliases = frozenset(settings.aliases)
         # Optional capabilities, checked once here. A decider may name the models it handles
         # itself; asked per request because a policy reload can change them.
@@ -118,6 +123,18 @@ class GatewayCore:
         return self._decider_models is not None and model in self._decider_models()
 
     # -- request headers ---------------------------------------------------------------
+
+    def check_client(self, path: str, headers: Mapping[str, str]) -> None:
+        """Raise 401 unless the request carries a gateway key (when keys are required)."""
+        digests = self.settings.client_key_hashes
+        if digests is None or is_allowed(headers, digests):
+            return
+        error = errors.INVALID_API_KEY.with_message(
+            "missing or invalid API key: send 'Authorization: Bearer <key>' "
+            "(or x-api-key) with a key this gateway issued"
+        )
+        self.count_rejection(api_for_path(path), error)
+        raise error
 
     def check_headers(
         self, method: str, path: str, content_type: str | None, content_length: int | None
@@ -154,12 +171,12 @@ class GatewayCore:
                 raise self._too_large(len(body))
             request = parse_request(api, body)
             if self.routes(request.model):
-                verdict = await self._route(request)
+                verdict = self._fits(api, await self._route(request))
                 self.metrics.decision_latency.labels(api.value).observe(
                     time.perf_counter() - started
                 )
             else:
-                verdict = self._passthrough(request.model)
+                verdict = self._passthrough(request.model, api)
         except ClientError as e:
             self.count_rejection(api, e)
             raise
@@ -224,8 +241,25 @@ class GatewayCore:
             explanation=dict(outcome.explanation),
         )
 
-    def _passthrough(self, model: str) -> Verdict:
-        upstream = self._model_upstreams.get(model)
+    def _fits(self, api: ApiKind, verdict: Verdict) -> Verdict:
+        """A decider (the static one, say) chose an upstream that cannot take this API."""
+        if self._upstreams[verdict.upstream].speaks(api):
+            return verdict
+        raise self._not_served(api, [verdict.upstream])
+
+    def _not_served(self, api: ApiKind, upstreams: list[str]) -> ClientError:
+        speaks = sorted({a.value for u in upstreams for a in self._upstreams[u].apis})
+        return errors.API_NOT_SERVED.with_message(
+            f"upstream {', '.join(upstreams)} does not speak the {api.value} API "
+            f"(it speaks {', '.join(speaks) or 'none'})"
+        )
+
+    def _passthrough(self, model: str, api: ApiKind) -> Verdict:
+        declared = self._model_upstreams.get(model, [])
+        fit = [u for u in declared if self._upstreams[u].speaks(api)]
+        if declared and not fit:
+            raise self._not_served(api, declared)
+        upstream = fit[0] if fit else None
         if upstream is None:
             if self.settings.unknown_model is UnknownModelMode.REJECT:
                 raise errors.UNKNOWN_MODEL.with_message(
@@ -233,6 +267,8 @@ class GatewayCore:
                     f"use a served model or one of the aliases {sorted(self._aliases)}"
                 )
             upstream = self.settings.default_upstream
+            if not self._upstreams[upstream].speaks(api):
+                raise self._not_served(api, [upstream])
             label = "unknown"
         else:
             label = safe_label(model)

@@ -8,6 +8,7 @@ models a policy uses) is loaded here, once, before the gateway starts serving.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,7 @@ from irtgate.signals.base import Resources
 
 if TYPE_CHECKING:
     from irtgate.policies.runtime import PolicyRuntime
+    from irtgate.policies.spec import CatalogEntry
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def load_decider(settings: Settings, metrics: Metrics | None = None) -> Decider:
 def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
     from irtgate.policies.runtime import PolicyRuntime
 
-    resources = policy_resources(metrics, settings.router_path)
+    resources = with_upstream_apis(policy_resources(metrics, settings.router_path), settings)
     path = settings.policy_path
     label = str(path) if path is not None else EMBEDDED_POLICY_LABEL
     hook = _ReloadMetrics(metrics, label) if metrics is not None else None
@@ -63,7 +65,10 @@ def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
         watch=settings.policy_watch and path is not None,
         on_reload=hook,
         # A reload that names an unknown upstream is refused like any broken edit.
-        accept=lambda snap: _unknown_upstreams(settings, snap.policy.upstreams),
+        accept=lambda snap: (
+            _unknown_upstreams(settings, snap.policy.upstreams)
+            or _family_mismatch(settings, snap.policy.catalog)
+        ),
     )
     if hook is not None:
         hook.runtime = runtime
@@ -77,6 +82,12 @@ def load_policy(settings: Settings, metrics: Metrics | None) -> PolicyRuntime:
             sorted(settings.aliases),
         )
     return runtime
+
+
+def with_upstream_apis(res: Resources, settings: Settings) -> Resources:
+    """The engine drops candidates whose upstream does not speak the request's API."""
+    apis = {u.name: u.apis for u in settings.upstreams}
+    return dataclasses.replace(res, extras={**res.extras, "upstream_apis": apis})
 
 
 def policy_resources(metrics: Metrics | None, router_path: Path | None = None) -> Resources:
@@ -138,6 +149,24 @@ def check_upstreams(settings: Settings, decider: Decider) -> None:
     problem = _unknown_upstreams(settings, decider.upstreams())
     if problem is not None:
         raise ValueError(problem)
+
+
+def _family_mismatch(settings: Settings, catalog: Iterable[CatalogEntry]) -> str | None:
+    """A budget spelled for one provider sent to another (Anthropic thinking tokens to an
+    OpenAI upstream, say) would be refused there; refuse the policy instead. Upstreams
+    whose family is open ("none": self-hosted servers, the old --upstream) take any."""
+    from irtgate.server.upstreams import COMPATIBLE_FAMILIES
+
+    families = {u.name: u.family for u in settings.upstreams}
+    bad = []
+    for e in catalog:
+        fam = families.get(e.upstream, "none")
+        ok = {fam, "native", "max_tokens", "none", *COMPATIBLE_FAMILIES.get(fam, ())}
+        if e.budget is not None and fam != "none" and e.family not in ok:
+            bad.append(f"{e.name} (family {e.family}, upstream {e.upstream} takes {fam})")
+    if not bad:
+        return None
+    return "catalog budgets in the wrong family for their upstream: " + "; ".join(bad)
 
 
 def _unknown_upstreams(settings: Settings, upstreams: Iterable[str]) -> str | None:

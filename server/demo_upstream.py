@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -28,6 +30,33 @@ class DemoConfig:
     name: str
     stream_events: int = 4
     stream_interval_s: float = 0.2
+    # (header, exact value) a stand-in provider insists on, as a real one checks its key;
+    # anything else gets the provider's 401.
+    expect_key: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What one request brought (for tests: which headers reached the provider)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+FAULTS: Final = ("429", "502", "503", "close", "hang")
+
+
+@dataclass
+class DemoState:
+    """Shared by the app's handlers: what was received, and faults queued for the next
+    LLM requests (one per request, in order): an HTTP status, ``close`` (drop the
+    connection without answering) or ``hang`` (never answer)."""
+
+    received: list[Received] = field(default_factory=list)
+    faults: deque[str] = field(default_factory=deque)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends every hang
 
 
 _TEXT_KEYS = ("system", "instructions", "messages", "input")
@@ -80,8 +109,9 @@ def _text(info: dict[str, Any]) -> str:
     )
 
 
-def _reply(kind: str, info: dict[str, Any]) -> dict[str, Any]:
-    text, model, now = _text(info), info["model"], int(time.time())
+def _reply(kind: str, info: dict[str, Any], text: str | None = None) -> dict[str, Any]:
+    model, now = info["model"], int(time.time())
+    text = _text(info) if text is None else text
     if kind == "chat":
         return {
             "id": "chatcmpl-demo",
@@ -107,11 +137,14 @@ def _reply(kind: str, info: dict[str, Any]) -> dict[str, Any]:
             "status": "completed",
             "output": [
                 {
+                    "id": "msg-demo",
                     "type": "message",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": text}],
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
                 }
             ],
+            "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
             "irtgate_demo": info,
         }
     return {
@@ -121,58 +154,132 @@ def _reply(kind: str, info: dict[str, Any]) -> dict[str, Any]:
         "model": model,
         "content": [{"type": "text", "text": text}],
         "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
         "irtgate_demo": info,
     }
 
 
 def _events(kind: str, info: dict[str, Any], n: int) -> list[bytes]:
-    """SSE frames in the API's own streaming shape; the first carries ``irtgate_demo``."""
-    model = info["model"]
-    out: list[bytes] = []
-    for i in range(n):
-        piece = _text(info) if i == 0 else f" part {i}"
-        if kind == "chat":
-            chunk: dict[str, Any] = {
-                "id": "chatcmpl-demo",
-                "object": "chat.completion.chunk",
-                "model": model,
-                "choices": [{"index": 0, "delta": {"content": piece}}],
+    """SSE frames in the API's own streaming shape (enough for the official SDKs' stream
+    helpers); the first frame carries ``irtgate_demo``."""
+    pieces = [_text(info) if i == 0 else f" part {i}" for i in range(n)]
+    if kind == "chat":
+        frames = [_chat_chunk(info, p, i == 0) for i, p in enumerate(pieces)]
+        return [*frames, b"data: [DONE]\n\n"]
+    if kind == "responses":
+        done = _reply("responses", info, "".join(pieces))
+        start = {**done, "status": "in_progress", "output": []}
+        seq = ({"sequence_number": i} for i in range(n + 2))
+        return [
+            _frame({"type": "response.created", "response": start, **next(seq)}, True),
+            *(
+                _frame(
+                    {
+                        "type": "response.output_text.delta",
+                        "item_id": "msg-demo",
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": p,
+                        **next(seq),
+                    }
+                )
+                for p in pieces
+            ),
+            _frame({"type": "response.completed", "response": done, **next(seq)}),
+        ]
+    message = _reply("messages", info)
+    return [
+        _frame(
+            {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+            True,
+        ),
+        _frame(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
             }
-            name = None
-        elif kind == "responses":
-            chunk, name = (
-                {"type": "response.output_text.delta", "delta": piece},
-                "response.output_text.delta",
-            )
-        else:
-            chunk, name = (
+        ),
+        *(
+            _frame(
                 {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {"type": "text_delta", "text": piece},
-                },
-                "content_block_delta",
+                    "delta": {"type": "text_delta", "text": p},
+                }
             )
-        if i == 0:
-            chunk["irtgate_demo"] = info
-        out.append(_frame(chunk, name))
-    if kind == "chat":
-        out.append(b"data: [DONE]\n\n")
-    elif kind == "responses":
-        out.append(_frame({"type": "response.completed"}, "response.completed"))
-    else:
-        out.append(_frame({"type": "message_stop"}, "message_stop"))
-    return out
+            for p in pieces
+        ),
+        _frame({"type": "content_block_stop", "index": 0}),
+        _frame(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": n},
+            }
+        ),
+        _frame({"type": "message_stop"}),
+    ]
 
 
-def _frame(data: dict[str, Any], event: str | None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data)}\n\n".encode()
+def _chat_chunk(info: dict[str, Any], piece: str, first: bool) -> bytes:
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-demo",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": info["model"],
+        "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+    }
+    if first:
+        chunk["irtgate_demo"] = info
+        chunk["choices"][0]["delta"]["role"] = "assistant"
+    return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
-def demo_app(config: DemoConfig) -> web.Application:
+def _frame(data: dict[str, Any], demo_info: bool = False) -> bytes:
+    """A named SSE event (Responses and Messages name each event by its type)."""
+    if demo_info:
+        data = {**data, "irtgate_demo": _info_of(data)}
+    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _info_of(data: dict[str, Any]) -> Any:
+    inner = data.get("response") or data.get("message") or {}
+    return inner.get("irtgate_demo")
+
+
+def _error(status: int, message: str, kind: str, code: str) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "code": code}}, status=status
+    )
+
+
+async def _fault(request: web.Request, fault: str, state: DemoState) -> web.StreamResponse:
+    if fault == "hang":
+        # aiohttp does not cancel a handler whose client left: stop() releases it.
+        await state.release.wait()
+    if fault == "close":
+        assert request.transport is not None
+        request.transport.close()
+        raise asyncio.CancelledError
+    return _error(int(fault), f"demo upstream: injected {fault}", "server_error", "demo_fault")
+
+
+def demo_app(config: DemoConfig, state: DemoState | None = None) -> web.Application:
+    state = state if state is not None else DemoState()
+
     async def handle(request: web.Request, kind: str) -> web.StreamResponse:
         raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        state.received.append(Received(request.method, request.path, headers, raw))
+        if state.faults:
+            return await _fault(request, state.faults.popleft(), state)
+        if config.expect_key is not None:
+            header, value = config.expect_key
+            if headers.get(header) != value:
+                return _error(401, "demo upstream: wrong or missing key", "authentication_error",
+                              "invalid_api_key")  # fmt: skip
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -224,30 +331,40 @@ def demo_app(config: DemoConfig) -> web.Application:
         )
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/v1/responses", responses)
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_get("/v1/models", models)
+    # Any base path (a provider's /v1beta/openai, /openai/v1...) before the API's own.
+    app.router.add_post("/{base:.*}/chat/completions", chat)
+    app.router.add_post("/{base:.*}/responses", responses)
+    app.router.add_post("/{base:.*}/messages", messages)
+    app.router.add_get("/{base:.*}/models", models)
     return app
 
 
 class DemoUpstream:
     """One demo upstream on ``host:port`` (port 0 picks a free one; read ``.port``)."""
 
-    def __init__(self, config: DemoConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: DemoConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.config = config
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context  # set: serve HTTPS (a stand-in for a hosted API)
+        self.state = DemoState()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(demo_app(self.config), access_log=None)
+        runner = web.AppRunner(demo_app(self.config, self.state), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        await web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context).start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
 
     async def stop(self) -> None:
+        self.state.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

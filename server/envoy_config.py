@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import yaml
 
+from irtgate.server.envoy_upstreams import credential_secrets, upstream_cluster, upstream_route
 from irtgate.server.extproc import ROUTE_HEADER
 from irtgate.server.settings import LOOPBACK, WILDCARDS, FailMode, Settings
 
@@ -194,6 +195,13 @@ def local_reply_config() -> dict[str, Any]:
                 "invalid_request_error",
                 "response.code_details == 'request_payload_too_large'",
             ),
+            # A certificate that does not verify: say so (fail closed, never retried plain).
+            _json_reply(
+                "upstream_tls_error",
+                "TLS to the upstream failed: %UPSTREAM_TRANSPORT_FAILURE_REASON%",
+                "server_error",
+                "upstream.transport_failure_reason.contains('TLS_error')",
+            ),
             _json_reply(
                 "gateway_error",
                 "%LOCAL_REPLY_BODY%",
@@ -252,7 +260,6 @@ def _strip_client_headers_filter() -> dict[str, Any]:
 
 
 def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
-    timeout = f"{opts.upstream_timeout_s:g}s"
     routes: list[dict[str, Any]] = []
     for path in HEALTH_PATHS:  # irtgate's health through Envoy, never through ext_proc
         route: dict[str, Any] = {"match": {"path": path}, "route": {"cluster": ADMIN_CLUSTER}}
@@ -265,29 +272,19 @@ def _routes(settings: Settings, opts: EnvoyOptions) -> list[dict[str, Any]]:
             }
         routes.append(route)
     for up in settings.upstreams:
-        routes.append(
-            {
-                "name": f"to_{up.name}",
-                "match": {
-                    "prefix": "/",
-                    "dynamic_metadata": [
-                        {
-                            "filter": "irtgate",
-                            "path": [{"key": "upstream"}],
-                            "value": {"string_match": {"exact": up.name}},
-                        }
-                    ],
-                },
-                "route": {"cluster": up.name, "timeout": timeout},
-            }
-        )
-    routes.append(
-        {
-            "name": "default",
-            "match": {"prefix": "/"},
-            "route": {"cluster": settings.default_upstream, "timeout": timeout},
+        match = {
+            "prefix": "/",
+            "dynamic_metadata": [
+                {
+                    "filter": "irtgate",
+                    "path": [{"key": "upstream"}],
+                    "value": {"string_match": {"exact": up.name}},
+                }
+            ],
         }
-    )
+        routes.append(upstream_route(up, match, f"to_{up.name}", opts.upstream_timeout_s))
+    default = settings.upstream(settings.default_upstream)
+    routes.append(upstream_route(default, {"prefix": "/"}, "default", opts.upstream_timeout_s))
     return routes
 
 
@@ -357,8 +354,11 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
     clusters = [
         extproc,
         _cluster(ADMIN_CLUSTER, admin_address, opts.irtgate_admin_port),
-        *(_cluster(u.name, u.host, ports.get(u.name, u.port)) for u in settings.upstreams),
+        *(upstream_cluster(u, ports.get(u.name)) for u in settings.upstreams),
     ]
+    static: dict[str, Any] = {}
+    if secrets := credential_secrets(settings.upstreams):
+        static["secrets"] = secrets
     return {
         "admin": {"address": _address(_bind_ip(settings.envoy_admin_host), opts.admin_port)},
         # A connection cap (Envoy warns at start-up without one).
@@ -394,6 +394,7 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
                 }
             ],
             "clusters": clusters,
+            **static,
         },
     }
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -51,6 +51,7 @@ class EnvoyProcess:
         log_level: str = "warn",
         log_to: IO[bytes] | None = None,
         die_with_parent: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``die_with_parent``: Envoy gets SIGTERM when the thread that starts it ends (Linux),
         for test and benchmark harnesses; ``irtgate up`` leaves it off, so that Envoy keeps
@@ -62,6 +63,8 @@ class EnvoyProcess:
         self.config_path = workdir / "envoy.yaml"
         self.log_path = workdir / "envoy.log"
         self._log_to = log_to
+        # Envoy reads upstream keys from its environment (auth: {env: ...}); None: ours.
+        self.env = dict(env) if env is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._own_log: IO[bytes] | None = None
         self.admin_url = ""
@@ -99,6 +102,7 @@ class EnvoyProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_parent_death_signal if self.die_with_parent else None,
+            env=self.env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

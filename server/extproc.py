@@ -100,6 +100,7 @@ class StreamProcessor:
 
     def on_request_headers(self, msg: pb.HttpHeaders) -> pb.ProcessingResponse:
         h = _headers_map(msg.headers)
+        self.core.check_client(h.get(":path", ""), h)
         length = h.get("content-length")
         api = self.core.check_headers(
             method=h.get(":method", ""),

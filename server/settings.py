@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from irtgate.plugins.reasoning import check_budget
+from irtgate.signals.request import ApiKind
 
 MiB: Final = 1024 * 1024
+ALL_APIS: Final = frozenset(ApiKind)
 
 
 class UnknownModelMode(StrEnum):
@@ -39,13 +41,45 @@ class DeciderKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamAuth:
+    """Where an upstream's key comes from and how it is sent. Never the key itself: Envoy
+    reads it (``env`` from its environment, ``file`` from disk) and injects it."""
+
+    header: str  # e.g. authorization, x-api-key, api-key
+    prefix: str = ""  # e.g. "Bearer "
+    env: str | None = None
+    file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    ca_file: Path | None = None  # None: the system CA bundle
+    sni: str | None = None  # None: the URL's host (unless it is an IP address)
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
-    """An OpenAI/Anthropic-compatible backend; becomes one Envoy cluster of the same name."""
+    """An OpenAI/Anthropic-compatible backend; becomes one Envoy cluster of the same name.
+
+    ``Upstream(name, host, port)`` is the old plain-HTTP form (``--upstream``); an
+    upstreams file (server/upstreams.py) fills in the rest from a provider preset.
+    """
 
     name: str
     host: str
     port: int
     models: tuple[str, ...] = ()  # concrete model names it serves (for passthrough routing)
+    scheme: str = "http"
+    path_prefix: str = "/v1"  # replaces the client's /v1 (e.g. /v1beta/openai for Gemini)
+    provider: str = "openai-compatible"
+    apis: frozenset[ApiKind] = ALL_APIS  # the request APIs it speaks
+    family: str = "none"  # how its models take a reasoning budget (policies/spec.py Family)
+    auth: UpstreamAuth | None = None
+    # (name, value, overwrite): fixed headers; preset ones are defaults a client may set.
+    headers: tuple[tuple[str, str, bool], ...] = ()
+    timeout_s: float | None = None  # None: the gateway's default upstream timeout
+    retries: int = 0  # on connect failure, reset, 429, 502 and 503, with back-off
+    tls: UpstreamTls | None = None  # set for https (empty: system CAs, SNI = host)
 
     def __post_init__(self) -> None:
         # The name becomes an Envoy cluster name and a metadata value: keep it tame.
@@ -53,6 +87,13 @@ class Upstream:
             raise ValueError(f"upstream name must be [A-Za-z0-9._-]+, got {self.name!r}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"upstream {self.name}: port {self.port} out of range")
+        if self.scheme not in ("http", "https"):
+            raise ValueError(f"upstream {self.name}: scheme must be http or https")
+        if (self.tls is not None) != (self.scheme == "https"):
+            raise ValueError(f"upstream {self.name}: TLS settings go with https and only https")
+
+    def speaks(self, api: ApiKind) -> bool:
+        return api in self.apis
 
 
 DEMO_UPSTREAMS: Final = (
@@ -140,6 +181,10 @@ class Settings:
     policy_path: Path | None = None  # None: policies/default.yaml (embedded)
     policy_watch: bool = True  # reload the policy file when it changes
     router_path: Path | None = None  # IRT router directory; None: the shipped default router
+    upstreams_path: Path | None = None  # the upstreams file ``upstreams`` came from, if any
+    # sha256 hex digests of the API keys clients must present; None: no client auth.
+    client_key_hashes: frozenset[str] | None = None
+    client_keys_path: Path | None = None
     drain_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -159,6 +204,9 @@ class Settings:
             raise ValueError("message_timeout_s must be positive")
         if not self.aliases:
             raise ValueError("at least one routing alias is needed")
+        if self.client_key_hashes is not None and self.fail_mode is FailMode.OPEN:
+            # Fail-open lets requests past a dead irtgate unchecked: keys would be optional.
+            raise ValueError("client keys need --fail-mode closed")
         if self.decider is DeciderKind.STATIC and self.policy_path is not None:
             raise ValueError("a policy file and the static decider exclude each other")
         self._check_tls()

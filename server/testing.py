@@ -26,12 +26,13 @@ import dataclasses
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,13 @@ class Stack:
         value = self.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
+    def upstream(self, name: str) -> DemoUpstream:
+        """The stand-in upstream ``name`` (its ``state`` records requests, queues faults)."""
+        for up in _UPSTREAMS.get(id(self), []):
+            if up.config.name == name:
+                return up
+        raise KeyError(name)
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the loop that hosts irtgate and the upstreams."""
         if self._loop is None:
@@ -196,16 +204,29 @@ def start_stack(
     extproc_enabled: bool = True,
     name: str = "stack",
     envoy_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    upstream_tls: Mapping[str, ssl.SSLContext] | None = None,
+    upstream_keys: Mapping[str, tuple[str, str]] | None = None,
+    envoy_env: Mapping[str, str] | None = None,
 ) -> Stack:
     """Start demo upstreams, irtgate and Envoy; raise (after cleaning up) if any fails.
 
     ``envoy_transform`` edits the rendered bootstrap before Envoy starts (to run the routing
-    another proxy would configure, e.g. the Kubernetes overlays' header routes)."""
+    another proxy would configure, e.g. the Kubernetes overlays' header routes).
+    ``upstream_tls``: upstreams that serve HTTPS with this context (stand-ins for hosted
+    APIs); ``upstream_keys``: the (header, value) each stand-in insists on, like a
+    provider; ``envoy_env``: Envoy's environment (where ``auth: {env: ...}`` keys live).
+    """
     settings = settings or stack_settings()
     workdir.mkdir(parents=True, exist_ok=True)
     loop = BackgroundLoop()
+    tls, keys = upstream_tls or {}, upstream_keys or {}
     upstreams = [
-        DemoUpstream(DemoConfig(u.name, stream_events, stream_interval_s), "127.0.0.1", 0)
+        DemoUpstream(
+            DemoConfig(u.name, stream_events, stream_interval_s, keys.get(u.name)),
+            "127.0.0.1",
+            0,
+            tls.get(u.name),
+        )
         for u in settings.upstreams
     ]
     stack: Stack | None = None
@@ -243,7 +264,7 @@ def start_stack(
         bootstrap = render(settings, opts)
         if envoy_transform is not None:
             bootstrap = envoy_transform(bootstrap)
-        envoy = EnvoyProcess(bootstrap, workdir / "envoy", die_with_parent=True)
+        envoy = EnvoyProcess(bootstrap, workdir / "envoy", die_with_parent=True, env=envoy_env)
         stack = Stack(name, settings, envoy, ports, gateway, proc, proc_log, loop)
         _UPSTREAMS[id(stack)] = upstreams
         _ACTIVE.append(stack)
@@ -308,6 +329,8 @@ def _start_serve(
             args += ["--grpc-tls-client-ca", str(settings.grpc_tls.client_ca)]
     if settings.admin_token_file is not None:
         args += ["--admin-token-file", str(settings.admin_token_file)]
+    if settings.client_keys_path is not None:
+        args += ["--client-keys", str(settings.client_keys_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = log_path.open("ab")  # a restart appends to the same log
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

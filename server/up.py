@@ -18,6 +18,7 @@ from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
 from irtgate.server.envoy_config import render
 from irtgate.server.envoy_process import EnvoyProcess
 from irtgate.server.settings import LOOPBACK, WILDCARDS, DeciderKind, Settings
+from irtgate.server.upstreams import describe
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,14 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
         f"{' (bearer token)' if settings.admin_token_file else ''}, "
         f"Envoy admin {envoy.admin_url}",
         "  upstreams: "
-        + ", ".join(
-            f"{u.name}={u.host}:{u.port}{' (demo echo)' if demo else ''}"
-            for u in settings.upstreams
+        + (
+            ", ".join(f"{u.name}={u.host}:{u.port} (demo echo)" for u in settings.upstreams)
+            if demo
+            else describe(settings.upstreams)
         ),
         "  decider: " + describe_decider(settings),
+        "  client keys: "
+        + (f"required ({settings.client_keys_path})" if settings.client_key_hashes else "open"),
         "try:",
         f"  curl -si {url}/v1/chat/completions -H 'content-type: application/json' \\",
         "    -d '" + json.dumps(sample, separators=(",", ":")) + "'",

@@ -48,6 +48,14 @@ POLICY_BLOCKED: Final = ClientError(
 NO_CANDIDATE: Final = ClientError(
     503, "server_error", "no_candidate", "no configuration satisfies the routing policy"
 )
+# The request's API (chat, responses, messages) is spoken by none of the upstreams that
+# could serve it; translating between APIs is not done.
+API_NOT_SERVED: Final = ClientError(
+    400, "invalid_request_error", "api_not_served", "no upstream for this request speaks its API"
+)
+INVALID_API_KEY: Final = ClientError(
+    401, "invalid_request_error", "invalid_api_key", "a valid gateway API key is required"
+)
 INTERNAL: Final = ClientError(500, "server_error", "internal_error", "internal error in irtgate")
 
 ALL: Final = (
@@ -58,5 +66,7 @@ ALL: Final = (
     UNKNOWN_MODEL,
     POLICY_BLOCKED,
     NO_CANDIDATE,
+    API_NOT_SERVED,
+    INVALID_API_KEY,
     INTERNAL,
 )

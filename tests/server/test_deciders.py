@@ -231,3 +231,24 @@ def test_findings_of_the_pii_signal_alone_are_reported_as_action_none() -> None:
     assert outcome.decision == "cards"  # no plugin: nothing blocked, nothing acted
     assert trace.pii == {("payment_card", "none"): 2}
     assert [name for name, _ in trace.signal_seconds] == ["pii"]
+
+
+def test_a_budget_in_another_providers_family_is_refused(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        POLICY.replace("DEFAULT_W", "0.5").replace(
+            "  - {name: large, model: demo-large-1, upstream: demo-large,",
+            "  - {name: large, model: demo-large-1, upstream: demo-large, family: anthropic,"
+            " budget: 2048,",
+        )
+    )
+    ups = (
+        Upstream("demo-small", "127.0.0.1", 1),
+        Upstream("demo-large", "api.openai.com", 443, family="openai"),
+    )
+    settings = Settings(upstreams=ups, policy_path=policy, policy_watch=False)
+    with pytest.raises(ValueError, match=r"large \(family anthropic, upstream demo-large takes"):
+        load_decider(settings)
+    # The same entry on an upstream whose family is open (a self-hosted server) loads.
+    ok = Settings(upstreams=(ups[0], Upstream("demo-large", "h", 1)), policy_path=policy)
+    assert load_decider(ok.replace(policy_watch=False)) is not None

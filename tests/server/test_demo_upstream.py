@@ -46,19 +46,49 @@ async def test_echo_shapes(demo: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "last"),
+    ("path", "n", "last"),
     [
-        ("/v1/chat/completions", "data: [DONE]"),
-        ("/v1/responses", "event: response.completed"),
-        ("/v1/messages", "event: message_stop"),
+        # 3 content events each, framed as each API frames them.
+        ("/v1/chat/completions", 4, "data: [DONE]"),
+        ("/v1/responses", 5, "event: response.completed"),
+        ("/v1/messages", 8, "event: message_stop"),
     ],
 )
-async def test_streaming(demo: str, path: str, last: str) -> None:
+async def test_streaming(demo: str, path: str, n: int, last: str) -> None:
     async with httpx.AsyncClient(base_url=demo) as c:
         r = await c.post(path, json={"model": "m", "stream": True})
         assert r.headers["content-type"].startswith("text/event-stream")
         frames = [f for f in r.text.split("\n\n") if f]
-        assert len(frames) == 4
+        assert len(frames) == n
         assert frames[-1].startswith(last)
         first = json.loads(frames[0].split("data: ", 1)[1])
         assert first["irtgate_demo"]["model"] == "m"
+
+
+async def test_records_requests_checks_keys_and_plays_faults() -> None:
+    up = DemoUpstream(DemoConfig("p", expect_key=("x-api-key", "k1")))
+    await up.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{up.port}") as c:
+            body = {"model": "m", "messages": []}
+            # Any base path before the API's own (Gemini's /v1beta/openai, say).
+            r = await c.post("/v1beta/openai/chat/completions", json=body)
+            assert r.status_code == 401
+            r = await c.post("/v1/messages", json=body, headers={"x-api-key": "k1"})
+            assert r.status_code == 200
+            up.state.faults.extend(["429", "503"])
+            codes = [(await c.post("/v1/messages", json=body)).status_code for _ in range(2)]
+            assert codes == [429, 503]
+            up.state.faults.append("close")
+            with pytest.raises(httpx.HTTPError):
+                await c.post("/v1/messages", json=body, headers={"x-api-key": "k1"})
+        got = [(x.path, x.headers.get("x-api-key")) for x in up.state.received]
+        assert got == [
+            ("/v1beta/openai/chat/completions", None),
+            ("/v1/messages", "k1"),
+            ("/v1/messages", None),
+            ("/v1/messages", None),
+            ("/v1/messages", "k1"),
+        ]
+    finally:
+        await up.stop()
