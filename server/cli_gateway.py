@@ -83,6 +83,14 @@ WatchOpt = Annotated[
     bool, typer.Option("--watch/--no-watch", help="Reload the --policy file when it changes.")
 ]
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="irtgate processes sharing the gRPC port, each with its own model "
+        "(docs/gateway.md, 'Workers').",
+    ),
+]
 
 
 _D = Settings()  # option defaults come from the settings' own
@@ -209,6 +217,7 @@ def register(app: typer.Typer) -> None:
         grpc_tls_client_ca: GrpcClientCaOpt = None,
         admin_token_file: AdminTokenOpt = None,
         log_level: LogOpt = "info",
+        workers: WorkersOpt = 1,
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
 
@@ -216,6 +225,11 @@ def register(app: typer.Typer) -> None:
 
         settings = build_settings(**_options(locals()))
         _logging(log_level)
+        if workers > 1:
+            from irtgate.server.workers import serve_workers
+
+            _run_or_exit(serve_workers(settings, workers))
+            return
         _run_or_exit(run(settings))
 
     @app.command()
@@ -251,6 +265,7 @@ def register(app: typer.Typer) -> None:
         admin_token_file: AdminTokenOpt = None,
         demo: Annotated[bool, typer.Option(help="Start demo echo upstreams.")] = True,
         log_level: LogOpt = "warning",
+        workers: WorkersOpt = 1,
     ) -> None:
         """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
 
@@ -259,7 +274,7 @@ def register(app: typer.Typer) -> None:
         settings = build_settings(**_options(locals()))
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
-        _run_or_exit(run(settings, demo=demo, log_level=envoy_level))
+        _run_or_exit(run(settings, demo=demo, log_level=envoy_level, workers=workers))
 
     @app.command("envoy-config")
     def envoy_config(
@@ -281,12 +296,18 @@ def register(app: typer.Typer) -> None:
         envoy_tls_cert: EnvoyCertOpt = None,
         envoy_tls_key: EnvoyKeyOpt = None,
         envoy_tls_server_name: EnvoyServerNameOpt = None,
+        workers: WorkersOpt = 1,
     ) -> None:
         """Print the Envoy bootstrap YAML for these settings."""
         from irtgate.server.envoy_config import render_yaml
 
         settings = build_settings(**_options(locals()), need_route=False)
-        typer.echo(render_yaml(settings), nl=False)
+        opts = None
+        if workers > 1:  # in front of `serve --workers N`: calls spread over the workers
+            from irtgate.server.workers import envoy_options
+
+            opts = envoy_options(settings)
+        typer.echo(render_yaml(settings, opts), nl=False)
 
     @app.command("demo-upstream")
     def demo_upstream(
