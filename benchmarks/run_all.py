@@ -39,6 +39,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("pii_quality", quick_flag=None),
     Bench("gateway_latency"),
     Bench("decision_latency"),
+    Bench("workers"),
     Bench("soak"),
     Bench("router_quality", needs_shared=True, quick_flag=None),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -56,17 +56,26 @@ def _token_middleware(token: str) -> Middleware:
 
 
 def admin_app(
-    registry: CollectorRegistry, ready: Callable[[], bool], token: str | None = None
+    registry: CollectorRegistry,
+    ready: Callable[[], bool],
+    token: str | None = None,
+    workers: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> web.Application:
-    """``/healthz`` answers while the process runs; ``/readyz`` only while ``ready()``."""
+    """``/healthz`` answers while the process runs; ``/readyz`` only while ``ready()``.
+
+    ``workers``: ``serve --workers N``'s per-worker state, shown in ``/readyz``'s body.
+    """
+
+    def status(word: str) -> dict[str, Any]:
+        return {"status": word} if workers is None else {"status": word, "workers": workers()}
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
         if ready():
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+            return web.json_response(status("ready"))
+        return web.json_response(status("not ready"), status=503)
 
     async def metrics(_: web.Request) -> web.Response:
         resp = web.Response(body=generate_latest(registry))

@@ -44,8 +44,16 @@ class Gateway:
         decider: Decider,
         registry: CollectorRegistry | None = None,
         metrics: Metrics | None = None,
+        *,
+        admin: bool = True,
+        reuse_port: bool = False,
     ) -> None:
-        """``metrics``, if given, must have been created on ``registry`` (see :func:`build`)."""
+        """``metrics``, if given, must have been created on ``registry`` (see :func:`build`).
+
+        ``admin=False, reuse_port=True``: one of ``serve --workers N``'s processes (see
+        :mod:`irtgate.server.workers`), which share the gRPC port and leave admin HTTP to
+        the supervisor.
+        """
         check_upstreams(settings, decider)
         if metrics is not None and registry is None:
             raise ValueError("pass the registry the metrics were created on")
@@ -58,6 +66,8 @@ class Gateway:
         self._background = decider if isinstance(decider, Background) else None
         self.grpc_port = settings.grpc_port
         self.admin_port = settings.admin_port
+        self.admin = admin
+        self.reuse_port = reuse_port
         self._ready = False
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
@@ -77,8 +87,9 @@ class Gateway:
                 # grpcio's 4 MiB default would turn large agent requests into 500s.
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                # A second irtgate on the same port must fail, not silently share traffic.
-                ("grpc.so_reuseport", 0),
+                # A second irtgate on the same port must fail, not silently share traffic;
+                # only the workers of one `serve --workers N` share it on purpose.
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ]
         )
         extproc_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.core), server)
@@ -89,14 +100,15 @@ class Gateway:
         await server.start()
         self._server = server
 
-        token = read_token(self.settings.admin_token_file)
-        app = admin_app(self.registry, lambda: self._ready, token=token)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
-        await site.start()
-        self._runner = runner
-        self.admin_port = int(runner.addresses[0][1])
+        token = read_token(self.settings.admin_token_file) if self.admin else None
+        if self.admin:
+            app = admin_app(self.registry, lambda: self._ready, token=token)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
+            await site.start()
+            self._runner = runner
+            self.admin_port = int(runner.addresses[0][1])
 
         for name in ("", *SERVICES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -163,10 +175,13 @@ async def wait_for_signal() -> None:
                 loop.remove_signal_handler(sig)
 
 
-def build(settings: Settings, registry: CollectorRegistry | None = None) -> Gateway:
+def build(
+    settings: Settings, registry: CollectorRegistry | None = None, **options: bool
+) -> Gateway:
     """The gateway with the decider ``settings`` ask for, wired to its metrics.
 
     Loads everything heavy (policy, router, encoder) now, before anything listens.
+    ``options``: :class:`Gateway`'s keyword-only ones (``admin``, ``reuse_port``).
     """
     from irtgate.server.deciders import load_decider
 
@@ -178,7 +193,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Gate
         )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)
-    return Gateway(settings, load_decider(settings, metrics), registry, metrics)
+    return Gateway(settings, load_decider(settings, metrics), registry, metrics, **options)
 
 
 async def serve(settings: Settings) -> None:

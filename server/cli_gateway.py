@@ -102,6 +102,14 @@ WatchOpt = Annotated[
     bool, typer.Option("--watch/--no-watch", help="Reload the --policy file when it changes.")
 ]
 LogOpt = Annotated[str, typer.Option(help="Log level.")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="irtgate processes sharing the gRPC port, each with its own model "
+        "(docs/gateway.md, 'Workers').",
+    ),
+]
 
 
 _D = Settings()  # option defaults come from the settings' own
@@ -249,6 +257,7 @@ def register(app: typer.Typer) -> None:
         grpc_tls_client_ca: GrpcClientCaOpt = None,
         admin_token_file: AdminTokenOpt = None,
         log_level: LogOpt = "info",
+        workers: WorkersOpt = 1,
     ) -> None:
         """Run the ext_proc service (plus Decide and gRPC health) and the admin HTTP port."""
 
@@ -256,6 +265,11 @@ def register(app: typer.Typer) -> None:
 
         settings = build_settings(**_options(locals()))
         _logging(log_level)
+        if workers > 1:
+            from irtgate.server.workers import serve_workers
+
+            _run_or_exit(serve_workers(settings, workers))
+            return
         _run_or_exit(run(settings))
 
     @app.command()
@@ -296,6 +310,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Start demo echo upstreams (default: unless --upstreams)."),
         ] = None,
         log_level: LogOpt = "warning",
+        workers: WorkersOpt = 1,
     ) -> None:
         """Start Envoy + irtgate + demo upstreams (what `make run` does); Ctrl-C stops all."""
 
@@ -305,7 +320,7 @@ def register(app: typer.Typer) -> None:
         _logging(log_level)
         envoy_level = "warn" if log_level.lower().startswith("warn") else log_level.lower()
         demo = upstreams_file is None if demo is None else demo
-        _run_or_exit(run(settings, demo=demo, log_level=envoy_level))
+        _run_or_exit(run(settings, demo=demo, log_level=envoy_level, workers=workers))
 
     @app.command("envoy-config")
     def envoy_config(
@@ -336,13 +351,19 @@ def register(app: typer.Typer) -> None:
                 "(off: render where Envoy's secrets are not, e.g. in CI).",
             ),
         ] = True,
+        workers: WorkersOpt = 1,
     ) -> None:
         """Print the Envoy bootstrap YAML for these settings (keys are never in it: Envoy
         reads them from the variables or files the upstreams file names)."""
         from irtgate.server.envoy_config import render_yaml
 
         settings = build_settings(**_options(locals()), need_route=False)
-        typer.echo(render_yaml(settings), nl=False)
+        opts = None
+        if workers > 1:  # in front of `serve --workers N`: calls spread over the workers
+            from irtgate.server.workers import envoy_options
+
+            opts = envoy_options(settings)
+        typer.echo(render_yaml(settings, opts), nl=False)
 
     @app.command("demo-upstream")
     def demo_upstream(

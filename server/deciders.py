@@ -138,6 +138,9 @@ class _ReloadMetrics:
         # One series per process: the previous version's goes (new one first, so a scrape
         # in between never sees none).
         if self._version is not None and self._version != version:
+            # Zero first: under --workers the value lives in a file remove() cannot reach
+            # (the supervisor leaves zeros out).
+            info.labels(self.path, self._version).set(0)
             info.remove(self.path, self._version)
         self._version = version
 

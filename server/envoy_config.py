@@ -66,6 +66,9 @@ class EnvoyOptions:
     access_log: bool = True
     max_connections: int = 10_000
     upstream_timeout_s: float = 300.0  # LLM calls are slow; Envoy's 15 s default is not enough
+    # ext_proc calls per HTTP/2 connection to irtgate; 0: no cap (Envoy's default). 1 in
+    # front of `serve --workers N`, so that calls spread over the workers (workers.py).
+    extproc_streams_per_connection: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EnvoyOptions:
@@ -86,7 +89,9 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+def _cluster(
+    name: str, host: str, port: int, http2: bool = False, max_streams: int = 0
+) -> dict[str, Any]:
     try:
         ipaddress.ip_address(host)
         kind = "STATIC"
@@ -105,7 +110,11 @@ def _cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, 
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": f"{T}.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
+                "explicit_http_config": {
+                    "http2_protocol_options": {"max_concurrent_streams": max_streams}
+                    if max_streams
+                    else {}
+                },
             }
         }
     return cluster
@@ -345,7 +354,11 @@ def render(settings: Settings, opts: EnvoyOptions | None = None) -> dict[str, An
         ]
     ports = opts.upstream_ports or {}
     extproc = _cluster(
-        EXTPROC_CLUSTER, _irtgate_address(settings, settings.grpc_host), opts.extproc_port, True
+        EXTPROC_CLUSTER,
+        _irtgate_address(settings, settings.grpc_host),
+        opts.extproc_port,
+        True,
+        max_streams=opts.extproc_streams_per_connection,
     )
     tls_socket = extproc_tls_socket(settings)
     if tls_socket is not None:

@@ -3,6 +3,10 @@
 The registry is passed in (tests build their own), never the global default one. Label
 values are bounded: decision and model names come from the loaded policy, outcomes and
 error kinds from the fixed lists below. Prompt text never becomes a label.
+
+Under ``serve --workers N`` every worker writes to prometheus-client's multiprocess files
+and the supervisor serves the sum (:mod:`irtgate.server.workers`): counters and histograms
+add up; each gauge's ``multiprocess_mode`` says how it combines (ignored in one process).
 """
 
 from __future__ import annotations
@@ -110,6 +114,8 @@ class Metrics:
                 ["path", "version"],
                 namespace=ns,
                 registry=registry,
+                # One series per live worker (a `pid` label): a reload that missed one shows.
+                multiprocess_mode="liveall",
             ),
             pii_findings=Counter(
                 "pii_findings",
@@ -151,6 +157,42 @@ class Metrics:
                 "streams_active",
                 "ext_proc streams currently open (requests being decided: irtgate closes "
                 "each stream once its decision is sent).",
+                namespace=ns,
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """The supervisor's own metrics under ``serve --workers N`` (one process sets them)."""
+
+    workers: Gauge
+    workers_ready: Gauge
+    worker_restarts: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
+        ns = NAMESPACE
+        return cls(
+            workers=Gauge(
+                "workers",
+                "Worker processes configured (serve --workers).",
+                namespace=ns,
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            workers_ready=Gauge(
+                "workers_ready",
+                "Worker processes started and serving.",
+                namespace=ns,
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            worker_restarts=Counter(
+                "worker_restarts",
+                "Worker processes that died and were started again.",
                 namespace=ns,
                 registry=registry,
             ),

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from irtgate.server.app import build
+from irtgate.server.app import Gateway, build
 from irtgate.server.demo_upstream import DemoConfig, DemoUpstream
 from irtgate.server.envoy_config import render
 from irtgate.server.envoy_process import EnvoyProcess
 from irtgate.server.settings import LOOPBACK, WILDCARDS, DeciderKind, Settings
 from irtgate.server.upstreams import describe
+from irtgate.server.workers import WorkerGroup, envoy_options
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def describe_decider(settings: Settings) -> str:
     return f"policy {settings.policy_path} ({watching})"
 
 
-def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
+def banner(settings: Settings, envoy: EnvoyProcess, demo: bool, workers: int = 1) -> str:
     url = f"http://{_reachable(settings.listen_host)}:{envoy.listen_port}"
     sample = {"model": settings.aliases[0], "messages": [{"role": "user", "content": "hi"}]}
     tls = "plaintext" if settings.grpc_tls is None else "TLS"
@@ -42,7 +43,9 @@ def banner(settings: Settings, envoy: EnvoyProcess, demo: bool) -> str:
         tls = "mTLS"
     lines = [
         f"irtgate is up: send requests to {url} (Ctrl-C stops everything)",
-        f"  irtgate gRPC {settings.grpc_host}:{settings.grpc_port} ({tls}), admin "
+        f"  irtgate gRPC {settings.grpc_host}:{settings.grpc_port} ({tls}"
+        + (f", {workers} workers" if workers > 1 else "")
+        + "), admin "
         f"http://{settings.admin_host}:{settings.admin_port}/metrics"
         f"{' (bearer token)' if settings.admin_token_file else ''}, "
         f"Envoy admin {envoy.admin_url}",
@@ -66,15 +69,21 @@ def _reachable(host: str) -> str:
     return LOOPBACK if host in WILDCARDS else host
 
 
-async def up(settings: Settings, demo: bool = True, log_level: str = "warn") -> None:
+async def up(
+    settings: Settings, demo: bool = True, log_level: str = "warn", workers: int = 1
+) -> None:
     # Signals are caught from the start, so a stop during start-up still cleans up.
     stop = asyncio.Event()
     with _stop_on(stop, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
-        await _run(settings, demo, log_level, stop)
+        await _run(settings, demo, log_level, stop, workers)
 
 
-async def _run(settings: Settings, demo: bool, log_level: str, stop: asyncio.Event) -> None:
-    gateway = build(settings)
+async def _run(
+    settings: Settings, demo: bool, log_level: str, stop: asyncio.Event, workers: int = 1
+) -> None:
+    gateway: Gateway | WorkerGroup = (
+        build(settings) if workers == 1 else WorkerGroup(settings, workers)
+    )
     upstreams = (
         [
             DemoUpstream(DemoConfig(u.name, stream_interval_s=0.5), u.host, u.port)
@@ -90,11 +99,12 @@ async def _run(settings: Settings, demo: bool, log_level: str, stop: asyncio.Eve
             await upstream.start()
         await gateway.start()
         # Envoy's access log and warnings go to our stdout.
-        envoy = EnvoyProcess(render(settings), workdir, log_level, log_to=sys.stdout.buffer)
+        opts = envoy_options(settings) if workers > 1 else None
+        envoy = EnvoyProcess(render(settings, opts), workdir, log_level, log_to=sys.stdout.buffer)
         await asyncio.to_thread(envoy.start)
         # Envoy has read its config: nothing is left behind even if we are killed (-9).
         shutil.rmtree(workdir, ignore_errors=True)
-        print(banner(settings, envoy, demo), flush=True)
+        print(banner(settings, envoy, demo, workers), flush=True)
         await stop.wait()
         print("stopping...", flush=True)
     finally:

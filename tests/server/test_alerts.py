@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from irtgate.server.metrics import Metrics
+from irtgate.server.metrics import Metrics, WorkerMetrics
 from tests.server.test_dashboards import exposed_names
 
 PROM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -97,6 +97,7 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
 def test_alerts_use_only_metrics_that_exist() -> None:
     registry = CollectorRegistry()
     Metrics.create(registry)
+    WorkerMetrics.create(registry)  # the supervisor's, under serve --workers N
     known = set().union(*exposed_names(registry).values())
     for rule in alert_rules():
         used = set(re.findall(r"\birtgate_[a-z_]+\b", rule["expr"]))
