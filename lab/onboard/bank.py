@@ -1,0 +1,186 @@
+"""The graded item bank: questions with gold answers, for asking a live model and grading it.
+
+The bank shipped with irtgate lives in ``signals/artifacts/bank/``: ``bank.jsonl.gz`` (the
+questions, in the format of ``../shared/data/item-bank.jsonl.gz``, see docs/data-format.md)
+and ``params.npz``, each item's IRT parameters (discrimination ``a`` and intercept ``b``)
+under the shipped default router, so that a calibration against that router needs neither
+the encoder nor ``../shared``. ``lab/onboard/build_bank.py`` rebuilds both.
+
+A router whose item heads differ from the ones the parameters were computed with (another
+trained router) gets the parameters computed afresh: the bank's prompts embedded with the
+router's encoder and run through its heads. The check is a fingerprint of the graph's
+item-side tensors (:func:`item_fingerprint`), which adding a configuration leaves unchanged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR
+
+# signals/artifacts/bank, beside signals/artifacts/routers.
+BANK_DIR = DEFAULT_ROUTER_DIR.parents[1] / "bank"
+BANK_FILE = "bank.jsonl.gz"
+PARAMS_FILE = "params.npz"
+# Tensors of the heads graph that depend on the configurations, not on the item: adding a
+# configuration changes them and nothing else.
+CONFIG_TENSORS = frozenset(
+    {"thetaT", "kp_scores", "kp_mask", "fam_table", "fam_alpha", "fam_one_minus_alpha"}
+)
+
+
+class BankError(ValueError):
+    """A bank file that cannot be used (missing, malformed line, unknown answer type)."""
+
+
+@dataclass(frozen=True)
+class BankItem:
+    id: str
+    benchmark: str
+    prompt: str
+    answer: str
+    answer_type: str  # "choice" or "number"
+    choices: tuple[str, ...] = ()
+
+
+def _item(raw: Any, where: str) -> BankItem:
+    if not isinstance(raw, dict):
+        raise BankError(f"{where}: expected a JSON object")
+    for key in ("id", "benchmark", "prompt", "answer", "answer_type"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise BankError(f"{where}: '{key}' must be a non-empty string")
+    kind = raw["answer_type"]
+    choices: tuple[str, ...] = ()
+    if kind == "choice":
+        ch = raw.get("choices")
+        if not isinstance(ch, list) or not ch or not all(isinstance(c, str) and c for c in ch):
+            raise BankError(f"{where}: a choice item needs 'choices', a list of letters")
+        choices = tuple(ch)
+        if raw["answer"] not in choices:
+            raise BankError(f"{where}: answer {raw['answer']!r} is not one of its choices")
+    elif kind == "number":
+        try:
+            float(raw["answer"])
+        except ValueError as e:
+            raise BankError(f"{where}: answer {raw['answer']!r} is not a number") from e
+    else:
+        raise BankError(f"{where}: answer_type must be 'choice' or 'number', got {kind!r}")
+    return BankItem(raw["id"], raw["benchmark"], raw["prompt"], raw["answer"], kind, choices)
+
+
+def load_bank(path: Path | None = None, *, merge_repeats: bool = False) -> list[BankItem]:
+    """Read a bank (JSON Lines, gzipped or not); ``None``: the bank shipped with irtgate.
+
+    A repeated id is an error, except with ``merge_repeats`` where a line identical to an
+    earlier one is dropped (the source bank repeats a few ARC items, as its records do)."""
+    path = BANK_DIR / BANK_FILE if path is None else Path(path)
+    if not path.is_file():
+        raise BankError(f"no such bank file: {path}")
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    items: list[BankItem] = []
+    seen: dict[str, BankItem] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    raw = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise BankError(f"{path}:{n}: not JSON ({e.msg})") from e
+                item = _item(raw, f"{path}:{n}")
+                if item.id in seen:
+                    if merge_repeats and seen[item.id] == item:
+                        continue
+                    raise BankError(f"{path}:{n}: duplicate id {item.id!r}")
+                seen[item.id] = item
+                items.append(item)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise BankError(f"{path}: cannot read ({e})") from e
+    if not items:
+        raise BankError(f"{path}: the bank has no items")
+    return items
+
+
+def bank_digest(items: Sequence[BankItem]) -> str:
+    """A short digest of the bank's ids, prompts and answers (the calibration log records it)."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps([it.id, it.prompt, it.answer], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def item_fingerprint(router_dir: Path) -> str:
+    """A digest of the heads graph's item-side tensors and the encoder fingerprint."""
+    import onnx
+    import yaml
+    from onnx import numpy_helper
+
+    from irtgate.signals.irt.runtime import CARD_FILE, HEADS_FILE
+
+    proto = onnx.load(str(router_dir / HEADS_FILE))
+    h = hashlib.sha256()
+    for t in sorted(proto.graph.initializer, key=lambda t: t.name):
+        if t.name not in CONFIG_TENSORS:
+            h.update(t.name.encode())
+            h.update(np.ascontiguousarray(numpy_helper.to_array(t)).tobytes())
+    card = yaml.safe_load((router_dir / CARD_FILE).read_text(encoding="utf-8"))
+    enc = card.get("encoder") if isinstance(card, dict) else None
+    h.update(str(enc.get("hash") if isinstance(enc, dict) else None).encode())
+    return h.hexdigest()[:16]
+
+
+def trained_mean_ability(card: Any) -> np.ndarray:
+    """Mean ability of the configurations the router was trained with: the reference the
+    graph's reported difficulty is relative to (``theta_mean``), which calibration keeps."""
+    try:
+        cfgs = [c for c in card["configurations"] if "calibration" not in c]
+        return np.array([c["ability"] for c in cfgs], dtype=np.float64).mean(axis=0)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BankError(f"router card has no usable abilities ({e})") from e
+
+
+def params_from_router(router: Any, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Discrimination (n, k) and intercept (n,) for ``prompts`` under a loaded router."""
+    from irtgate.lab.encoders.cache import embed_corpus
+
+    X = embed_corpus(router.encoder_name, list(prompts), progress=False)
+    diff, disc, _ = router.predict_full(X)
+    mean = trained_mean_ability(router.card)
+    return disc.astype(np.float64), diff.astype(np.float64) + disc.astype(np.float64) @ mean
+
+
+def save_params(path: Path, ids: Sequence[str], a: np.ndarray, b: np.ndarray, fp: str) -> None:
+    np.savez_compressed(
+        path,
+        ids=np.array(list(ids)),
+        a=a.astype(np.float32),
+        b=b.astype(np.float32),
+        fingerprint=np.array(fp),
+    )
+
+
+def bank_params(
+    router: Any, items: Sequence[BankItem], params_file: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Item parameters for ``items`` under ``router``: the stored ones when the router's item
+    heads match theirs and they cover every item, else computed. Returns a, b and how."""
+    params_file = BANK_DIR / PARAMS_FILE if params_file is None else params_file
+    if params_file.is_file():
+        with np.load(params_file, allow_pickle=False) as z:
+            if str(z["fingerprint"]) == item_fingerprint(router.directory):
+                row = {str(i): n for n, i in enumerate(z["ids"])}
+                if all(it.id in row for it in items):
+                    idx = np.array([row[it.id] for it in items], dtype=np.int64)
+                    a = z["a"][idx].astype(np.float64)
+                    return a, z["b"][idx].astype(np.float64), "stored"
+    a, b = params_from_router(router, [it.prompt for it in items])
+    return a, b, "computed"
