@@ -138,24 +138,13 @@ def item_fingerprint(router_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def trained_mean_ability(card: Any) -> np.ndarray:
-    """Mean ability of the configurations the router was trained with: the reference the
-    graph's reported difficulty is relative to (``theta_mean``), which calibration keeps."""
-    try:
-        cfgs = [c for c in card["configurations"] if "calibration" not in c]
-        return np.array([c["ability"] for c in cfgs], dtype=np.float64).mean(axis=0)
-    except (KeyError, TypeError, ValueError) as e:
-        raise BankError(f"router card has no usable abilities ({e})") from e
-
-
 def params_from_router(router: Any, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Discrimination (n, k) and intercept (n,) for ``prompts`` under a loaded router."""
     from irtgate.lab.encoders.cache import embed_corpus
+    from irtgate.lab.irt.adaptive import router_item_params
 
     X = embed_corpus(router.encoder_name, list(prompts), progress=False)
-    diff, disc, _ = router.predict_full(X)
-    mean = trained_mean_ability(router.card)
-    return disc.astype(np.float64), diff.astype(np.float64) + disc.astype(np.float64) @ mean
+    return router_item_params(router, X)
 
 
 def save_params(path: Path, ids: Sequence[str], a: np.ndarray, b: np.ndarray, fp: str) -> None:

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.src.is_file():
         raise SystemExit(f"error: no bank at {args.src} (pass --src)")
     n, fp = build(args.src, args.out, args.router)
-    sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e3:.0f} kB" for f in sorted(args.out.iterdir()))
+    files = sorted(args.out.iterdir())
+    sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e3:.0f} kB" for f in files)
     print(f"{n} items, router fingerprint {fp}: {sizes}")
 
 
