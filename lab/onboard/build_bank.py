@@ -19,7 +19,6 @@ from irtgate.lab.onboard.bank import (
     BANK_DIR,
     BANK_FILE,
     PARAMS_FILE,
-    item_fingerprint,
     load_bank,
     params_from_router,
     save_params,
@@ -28,9 +27,9 @@ from irtgate.lab.onboard.bank import (
 SHARED_BANK = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "item-bank.jsonl.gz"
 
 
-def build(src: Path, out: Path, router_dir: Path | None = None) -> tuple[int, str]:
-    """Write the bank and its parameters; return the item count and the router fingerprint."""
-    from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter
+def build(src: Path, out: Path, router_dir: Path | None = None) -> int:
+    """Write the bank and its parameters; return the item count."""
+    from irtgate.signals.irt.runtime import IRTRouter
 
     items = load_bank(src, merge_repeats=True)  # validates every line
     out.mkdir(parents=True, exist_ok=True)
@@ -54,9 +53,8 @@ def build(src: Path, out: Path, router_dir: Path | None = None) -> tuple[int, st
             gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
     router = IRTRouter.load(router_dir)
     a, b = params_from_router(router, [it.prompt for it in items])
-    fp = item_fingerprint(router_dir or DEFAULT_ROUTER_DIR)
-    save_params(out / PARAMS_FILE, [it.id for it in items], a, b, fp)
-    return len(items), fp
+    save_params(out / PARAMS_FILE, [it.id for it in items], a, b, router)
+    return len(items)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,10 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.src.is_file():
         raise SystemExit(f"error: no bank at {args.src} (pass --src)")
-    n, fp = build(args.src, args.out, args.router)
+    n = build(args.src, args.out, args.router)
     files = sorted(args.out.iterdir())
     sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e3:.0f} kB" for f in files)
-    print(f"{n} items, router fingerprint {fp}: {sizes}")
+    print(f"{n} items: {sizes}")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ from irtgate.lab.irt.adaptive import (
     prior_from,
 )
 from irtgate.lab.onboard.answer_log import AnswerLog
-from irtgate.lab.onboard.bank import bank_digest, bank_params, item_fingerprint, load_bank
+from irtgate.lab.onboard.bank import bank_digest, bank_params, load_bank
 from irtgate.lab.onboard.client import Target, make_entry
 from irtgate.lab.onboard.live import DEFAULT_SE_TARGET, LiveResult, Plan, Prices, run_live, summary
+from irtgate.signals.irt.card import file_sha256
+from irtgate.signals.irt.runtime import HEADS_FILE
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def calibrate_live(
         "budget": entry.budget,
         "endpoint_host": target.host,
         "bank": bank_digest(items),
-        "router_items": item_fingerprint(s.router),
+        "router": file_sha256(s.router / HEADS_FILE)[:16],
     }
     answers = AnswerLog.open(log_path(s.out, s.name), header)
     try:

@@ -46,6 +46,7 @@ class StandIn:
     configs: Mapping[tuple[str, str | None], Recorded]
     api_key: str | None = None
     fail_every: int = 0  # every n-th request gets a 429 or 503 (0: never)
+    delay: float = 0.0  # seconds before each answer, like a model thinking
     answered: Counter[tuple[str, str]] = field(default_factory=Counter)  # (config, id)
     requests: int = 0
 
@@ -77,6 +78,8 @@ class StandIn:
         if item is None:
             return _error(400, "not a bank question")
         cfg = f"{model}@{budget}"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.answered[(cfg, item.id)] += 1
         score = rec.scores.get(item.id, rec.base)
         right = _draw(cfg, item.id) < score
