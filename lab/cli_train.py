@@ -106,10 +106,15 @@ def calibrate(
 
     if answers is not None:
         live_only = {
-            "--endpoint": endpoint, "--model": model, "--budget": budget, "--family": family,
-            "--api-key-env": api_key_env, "--bank": bank, "--price-in": price_in,
+            "--endpoint": endpoint,
+            "--model": model,
+            "--budget": budget,
+            "--family": family,
+            "--api-key-env": api_key_env,
+            "--bank": bank,
+            "--price-in": price_in,
             "--price-out": price_out,
-        }  # fmt: skip
+        }
         given = [k for k, v in live_only.items() if v is not None]
         if given:
             raise _fail(f"{', '.join(given)}: live-mode options; --answers calibrates offline")

@@ -142,9 +142,7 @@ def params_from_router(router: Any, prompts: Sequence[str]) -> tuple[np.ndarray,
     return router_item_params(router, X)
 
 
-def save_params(
-    path: Path, ids: Sequence[str], a: np.ndarray, b: np.ndarray, router: Any
-) -> None:
+def save_params(path: Path, ids: Sequence[str], a: np.ndarray, b: np.ndarray, router: Any) -> None:
     pa, pb = probe_params(router)
     np.savez_compressed(
         path,

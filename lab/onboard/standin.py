@@ -85,12 +85,13 @@ class StandIn:
         right = _draw(cfg, item.id) < score
         text = _reply(item, right, _draw("style", item.id))
         reasoning = _reasoning_tokens(budget, item.id)
+        prompt_tokens = max(1, len(item.prompt) // 4)
         usage = {
-            "prompt_tokens": max(1, len(item.prompt) // 4),
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": ANSWER_TOKENS + reasoning,
+            "total_tokens": prompt_tokens + ANSWER_TOKENS + reasoning,
             "completion_tokens_details": {"reasoning_tokens": reasoning},
         }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return web.json_response(
             {
                 "id": f"cmpl-{item.id}",
@@ -187,9 +188,7 @@ def serve_in_thread(standin: StandIn, host: str = "127.0.0.1") -> Iterator[str]:
         await runner.setup()
         site = web.TCPSite(runner, host, 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        port.append(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        port.append(int(runner.addresses[0][1]))
         ready.set()
 
     def run() -> None:

@@ -70,9 +70,14 @@ def test_budget_configurations_get_their_own_p_and_cost(
         s = _settings(url, low, api_key_env="STANDIN_KEY", prices=prices)
         r_low = calibrate_live(s, log=lambda _: None, progress=False)
         s = _settings(
-            url, both, router=low, name="new@high", budget="high", api_key_env="STANDIN_KEY",
+            url,
+            both,
+            router=low,
+            name="new@high",
+            budget="high",
+            api_key_env="STANDIN_KEY",
             prices=prices,
-        )  # fmt: skip
+        )
         r_high = calibrate_live(s, log=lambda _: None, progress=False)
     assert standin.asked_twice() == []
     assert len(r_low.graded) == len(r_high.graded) == 24
@@ -107,8 +112,21 @@ def test_without_prices_the_cost_is_unknown_and_the_router_still_routes(
     standin = StandIn(BANK, {("new", None): _model(0.7, 0.4, "x")})
     out = tmp_path / "out"
     with serve_in_thread(standin) as url:
-        argv = ["calibrate", "--router", str(DEFAULT_ROUTER_DIR), "--name", "plain",
-                "--endpoint", url, "--model", "new", "--out", str(out), "--max-queries", "12"]  # fmt: skip
+        argv = [
+            "calibrate",
+            "--router",
+            str(DEFAULT_ROUTER_DIR),
+            "--name",
+            "plain",
+            "--endpoint",
+            url,
+            "--model",
+            "new",
+            "--out",
+            str(out),
+            "--max-queries",
+            "12",
+        ]
         assert main(argv) == 0
     assert "plain: 12 questions (stopped by max-queries)" in capsys.readouterr().out
     card = yaml.safe_load((out / "router.yaml").read_text())
@@ -123,9 +141,26 @@ def test_without_prices_the_cost_is_unknown_and_the_router_still_routes(
 
 
 def _cli(url: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", "irtgate.server.cli", "calibrate",
-            "--router", str(DEFAULT_ROUTER_DIR), "--name", "slow", "--endpoint", url,
-            "--model", "new", "--out", str(out), "--max-queries", "40", "--concurrency", "3"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "irtgate.server.cli",
+        "calibrate",
+        "--router",
+        str(DEFAULT_ROUTER_DIR),
+        "--name",
+        "slow",
+        "--endpoint",
+        url,
+        "--model",
+        "new",
+        "--out",
+        str(out),
+        "--max-queries",
+        "40",
+        "--concurrency",
+        "3",
+    ]
 
 
 def _run_until(argv: list[str], out: Path, graded: int, sig: int) -> int:
@@ -185,11 +220,24 @@ def test_endpoint_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         s = _settings(url, tmp_path / "a", model="other", api_key_env="WRONG_KEY")
         with pytest.raises(LogError, match="another calibration"):
             calibrate_live(s, log=lambda _: None, progress=False)
-    argv = ["calibrate", "--router", str(DEFAULT_ROUTER_DIR), "--name", "x", "--model", "m",
-            "--out", str(tmp_path / "b")]  # fmt: skip
+    argv = [
+        "calibrate",
+        "--router",
+        str(DEFAULT_ROUTER_DIR),
+        "--name",
+        "x",
+        "--model",
+        "m",
+        "--out",
+        str(tmp_path / "b"),
+    ]
     assert main(argv) == 2
-    assert main([*argv, "--endpoint", "http://127.0.0.1:9/v1", "--family", "openai",
-                 "--budget", "9000"]) == 2  # fmt: skip
+    assert (
+        main(
+            [*argv, "--endpoint", "http://127.0.0.1:9/v1", "--family", "openai", "--budget", "9000"]
+        )
+        == 2
+    )
     assert main([*argv, "--endpoint", "http://127.0.0.1:9/v1", "--price-in", "1"]) == 2
 
 
@@ -201,10 +249,18 @@ def test_user_bank_in_the_same_format(tmp_path: Path, monkeypatch: pytest.Monkey
     bank = tmp_path / "bank.jsonl"
     bank.write_text(
         "".join(
-            json.dumps({"id": it.id, "benchmark": "mine", "prompt": it.prompt,
-                        "answer": it.answer, "answer_type": "number"}) + "\n"
+            json.dumps(
+                {
+                    "id": it.id,
+                    "benchmark": "mine",
+                    "prompt": it.prompt,
+                    "answer": it.answer,
+                    "answer_type": "number",
+                }
+            )
+            + "\n"
             for it in mine
-        )  # fmt: skip
+        )
     )
     standin = StandIn(mine, {("new", None): _model(0.6, 0.6, "b")})
     with serve_in_thread(standin) as url:

@@ -125,7 +125,7 @@ def test_train_route_and_calibrate_on_a_small_file(
             "medium",
             "--answers",
             str(answers),
-            "--budget",
+            "--max-queries",
             "20",
             "--out",
             str(ext),
@@ -137,6 +137,20 @@ def test_train_route_and_calibrate_on_a_small_file(
     assert "medium: 20 questions" in capsys.readouterr().out
     assert main(["route", "Write a Python function", "--router", str(ext)]) == 0
     assert "medium" in capsys.readouterr().out
+    # Without --cost the configuration's cost is unknown; the router still loads and routes.
+    nocost = tmp_path / "router-nocost"
+    argv = ["calibrate", "--router", str(out), "--name", "medium", "--answers", str(answers)]
+    assert main([*argv, "--max-queries", "10", "--out", str(nocost)]) == 0
+    capsys.readouterr()
+    assert main(["route", "Write a Python function", "--router", str(nocost)]) == 0
+    routed = capsys.readouterr().out
+    assert "medium" in routed and "nan" in routed and "choice" in routed
+    assert main(["router", "show", str(nocost)]) == 0
+    shown = capsys.readouterr().out
+    assert "medium" in shown and "calibrated without retraining" in shown
+    # --budget is now the reasoning budget of live mode: offline it is refused, not misread.
+    assert main([*argv, "--budget", "20"]) == 2
+    assert "live-mode options" in capsys.readouterr().err
     assert (
         main(["calibrate", "--router", str(out), "--name", "nope", "--answers", str(answers)]) == 2
     )
