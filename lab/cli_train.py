@@ -183,6 +183,28 @@ def _calibrate_offline(
     )
 
 
+def predict(
+    router: Annotated[Path, typer.Option(help="router directory")],
+    data: Annotated[Path, typer.Option(help="routing data file (JSONL, gzipped or not)")],
+    out: Annotated[Path, typer.Option(help="JSON Lines file to write")],
+) -> None:
+    """P(correct) and expected cost of every configuration for every item of a data file:
+    one JSON line per item, {"id", "p": {config: P}, "cost": {config: USD}}."""
+    require_lab("predict")
+    from irtgate.lab.irt.data import DataError
+    from irtgate.lab.irt.predict import predict_file
+    from irtgate.signals.irt.runtime import RouterLoadError
+
+    if not data.is_file():
+        raise _fail(f"no such data file: {data}")
+    try:
+        n = predict_file(router, data, out)
+    except (DataError, RouterLoadError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"{n} items scored: {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("calibrate")(calibrate)
+    app.command("predict")(predict)

@@ -189,3 +189,36 @@ def test_train_chooses_a_family_prior_unless_told_not_to(
 def test_train_rejects_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such data file" in capsys.readouterr().err
+
+
+def test_predict_writes_p_and_cost_per_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "toy.jsonl.gz"
+    _write_data(data, n=12)
+    out = tmp_path / "pred" / "p.jsonl"
+    argv = ["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", str(data), "--out", str(out)]
+    assert main(argv) == 0
+    assert "12 items scored" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    router = IRTRouter.load(DEFAULT_ROUTER_DIR)
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(12)]
+    for r in rows:
+        assert set(r["p"]) == set(r["cost"]) == set(router.configs)
+        assert all(0.0 < v < 1.0 for v in r["p"].values())
+    # The same P as routing one request with that prompt.
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
+
+    with gzip.open(data, "rt") as f:
+        first = json.loads(f.readline())["prompt"]
+    req = LLMRequest(api=ApiKind.CHAT, model="auto", messages=(Message("user", PromptText(first)),))
+    pred = router.predict(router.embedder().embed_request(req))
+    for c in router.configs:
+        assert rows[0]["p"][c] == pytest.approx(pred.p[c], abs=1e-5)
+        assert rows[0]["cost"][c] == pytest.approx(router.expected_cost[c])
+    assert main(["predict", "--router", str(tmp_path), "--data", str(data), "--out", str(out)]) == 2
+    assert main(["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", "nope", "--out", "x"]) == 2
