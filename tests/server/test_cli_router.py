@@ -221,4 +221,5 @@ def test_predict_writes_p_and_cost_per_item(
         assert rows[0]["p"][c] == pytest.approx(pred.p[c], abs=1e-5)
         assert rows[0]["cost"][c] == pytest.approx(router.expected_cost[c])
     assert main(["predict", "--router", str(tmp_path), "--data", str(data), "--out", str(out)]) == 2
-    assert main(["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", "nope", "--out", "x"]) == 2
+    argv = ["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", "nope", "--out", "x"]
+    assert main(argv) == 2
