@@ -74,9 +74,9 @@ def check(
     from irtgate.policies.borrow import borrow_hint, borrowed_p
 
     borrowed = borrowed_p(snap.policy.catalog, snap.resources.router)
-    for i, e in enumerate(snap.policy.catalog):
-        if e.name in borrowed:
-            msg = "note: " + borrow_hint(e.name, borrowed[e.name])
+    for i, entry in enumerate(snap.policy.catalog):
+        if entry.name in borrowed:
+            msg = "note: " + borrow_hint(entry.name, borrowed[entry.name])
             typer.echo(lines.problem(("catalog", i, "router_config"), msg))
     typer.echo(
         f"{file}: ok ({len(snap.catalog)} configurations, {len(snap.decisions)} "

@@ -111,11 +111,11 @@ def _show_catalog(router: object, policy: Path) -> None:
     borrowed = borrowed_p(spec.catalog, router)
     typer.echo("")
     typer.echo(f"catalog of {policy}: the router configuration whose P each entry uses")
-    for e in spec.catalog:
-        rc = e.router_config or "(none: P unknown)"
-        budget = f" @ {e.family}:{e.budget}" if e.budget is not None else ""
-        note = f"  <- borrowed: {borrowed[e.name]}" if e.name in borrowed else ""
-        typer.echo(f"  {e.name}{budget} -> {rc}{note}")
+    for entry in spec.catalog:
+        rc = entry.router_config or "(none: P unknown)"
+        budget = f" @ {entry.family}:{entry.budget}" if entry.budget is not None else ""
+        note = f"  <- borrowed: {borrowed[entry.name]}" if entry.name in borrowed else ""
+        typer.echo(f"  {entry.name}{budget} -> {rc}{note}")
 
 
 def register(app: typer.Typer) -> None:
