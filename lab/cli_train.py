@@ -65,8 +65,10 @@ def train(
 
 
 def calibrate(
-    router: Annotated[Path, typer.Option(help="router directory to extend")],
     name: Annotated[str, typer.Option(help="name of the new configuration")],
+    router: Annotated[
+        Path | None, typer.Option(help="router directory to extend (default: shipped)")
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(help="live: OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"),
@@ -103,7 +105,9 @@ def calibrate(
     an endpoint (--endpoint, --model, --out), or from recorded answers (--answers)."""
     require_lab("calibrate")
     from irtgate.lab.irt.adaptive import AdaptiveError
+    from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR
 
+    router = router or DEFAULT_ROUTER_DIR
     if answers is not None:
         live_only = {
             "--endpoint": endpoint,

@@ -37,6 +37,8 @@ class Recorded:
 
     scores: Mapping[str, float]
     base: float = 0.5
+    # Output tokens per item where the record says what the answer cost (else by budget).
+    output_tokens: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,11 +87,12 @@ class StandIn:
         right = _draw(cfg, item.id) < score
         text = _reply(item, right, _draw("style", item.id))
         reasoning = _reasoning_tokens(budget, item.id)
+        completion = rec.output_tokens.get(item.id, ANSWER_TOKENS + reasoning)
         prompt_tokens = max(1, len(item.prompt) // 4)
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": ANSWER_TOKENS + reasoning,
-            "total_tokens": prompt_tokens + ANSWER_TOKENS + reasoning,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
             "completion_tokens_details": {"reasoning_tokens": reasoning},
         }
         return web.json_response(
