@@ -28,7 +28,6 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 REPORTS = REPO / "benchmarks" / "reports"
 # IRTGATE_SHARED_DATA points elsewhere (a git worktree is not beside ../shared).
 SHARED = Path(os.environ.get("IRTGATE_SHARED_DATA") or REPO.parent / "shared" / "data")

@@ -24,7 +24,7 @@ from irtgate.lab.irt.adaptive import (
 )
 from irtgate.lab.onboard.answer_log import AnswerLog
 from irtgate.lab.onboard.bank import bank_digest, bank_params, load_bank
-from irtgate.lab.onboard.client import Target, make_entry
+from irtgate.lab.onboard.client import EndpointError, Target, make_entry, request_body
 from irtgate.lab.onboard.live import DEFAULT_SE_TARGET, LiveResult, Plan, Prices, run_live, summary
 from irtgate.signals.irt.card import file_sha256
 from irtgate.signals.irt.runtime import HEADS_FILE
@@ -87,6 +87,10 @@ def calibrate_live(
     except ValueError as e:
         raise AdaptiveError(f"--family/--budget: {e}") from e
     target = Target(s.endpoint, entry, api_key)
+    try:
+        request_body(target, "")  # a budget the family cannot send is refused before any cost
+    except EndpointError as e:
+        raise AdaptiveError(f"--family/--budget: {e}") from e
     router = IRTRouter.load(s.router)
     if s.name in router.configs:
         raise AdaptiveError(f"the router already has a configuration {s.name!r}")

@@ -1,8 +1,9 @@
 """Asking an OpenAI-compatible endpoint one bank question, as the gateway would send it.
 
 The reasoning budget is written by the gateway's own translator
-(:func:`irtgate.plugins.budget.translate`), so a configuration calibrated here is asked
-exactly the way production will ask it. 429 and 5xx replies (and dropped connections) are
+(:func:`irtgate.plugins.reasoning.translate`), so a configuration calibrated here is asked
+exactly the way production will ask it; a family with no budget field on the Chat API is
+refused rather than calibrated without its budget. 429 and 5xx replies (and dropped connections) are
 retried with exponential back-off and jitter, honouring ``Retry-After``; any other error
 stops the calibration with the endpoint's message.
 """
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from irtgate.plugins.budget import translate
+from irtgate.plugins.reasoning import translate
 from irtgate.policies.spec import CatalogEntry
 from irtgate.signals.request import ApiKind
 
@@ -72,7 +73,11 @@ def request_body(target: Target, prompt: str) -> dict[str, Any]:
         "model": target.entry.model,
         "messages": [{"role": "user", "content": prompt}],
     }
-    translate(body, ApiKind.CHAT, target.entry)
+    written = translate(body, ApiKind.CHAT, target.entry.family, target.entry.budget)
+    if target.entry.budget is not None and not written:
+        raise EndpointError(
+            f"family {target.entry.family!r} has no budget field on the Chat Completions API"
+        )
     return body
 
 
