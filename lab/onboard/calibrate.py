@@ -183,7 +183,13 @@ def _run(plan: Plan, progress: bool) -> LiveResult:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError as e:  # a second interrupt: the questions in flight are lost
+        raise Interrupted(
+            "interrupted twice: the answers in flight were abandoned (they will not be asked "
+            "again); rerun the same command to resume"
+        ) from e
 
 
 def _bar(plan: Plan) -> Any:
