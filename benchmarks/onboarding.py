@@ -264,6 +264,10 @@ def summary(rows: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=len(PAIRS))
+    ap.add_argument("--name", action="append", choices=list(PAIRS), help="only these (repeat)")
+    ap.add_argument(
+        "--merge", action="store_true", help="add to the existing report instead of replacing it"
+    )
     ap.add_argument("--quick", action="store_true", help="one configuration")
     ap.add_argument(
         "--no-family",
@@ -275,8 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs the shared data at {SHARED}; absent here")
         return 0
     arc, dc = _read("routerbench-arc.jsonl.gz"), _read("routerdc-7models.jsonl.gz")
-    names = list(PAIRS)[: 1 if args.quick else args.pairs]
+    names = args.name or list(PAIRS)[: 1 if args.quick else args.pairs]
     rows: dict[str, Any] = {}
+    old = REPORTS / "onboarding.json"
+    if args.merge and old.is_file():
+        rows = {
+            k: {**v, "onboarded": {int(n): m for n, m in v["onboarded"].items()}}
+            for k, v in json.loads(old.read_text())["configurations"].items()
+        }
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             rows[name] = run_pair(name, arc, dc, Path(tmp), not args.no_family)
