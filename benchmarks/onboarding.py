@@ -161,7 +161,7 @@ def run_pair(
     log = [json.loads(x) for x in log_path(out, name).read_text().splitlines()]
     graded = [r for r in log if r.get("kind") == "graded"]
     # The test items of both benchmarks that the pair answered.
-    test = [r for r in full_rows if r["id"] in rec and r.get("split") == "test"]
+    test = [r for r in full_rows if name in r["scores"] and r.get("split") == "test"]
     test = [r for r in test if r["benchmark"] in ("arc-challenge", "gsm8k")]
     y = np.array([r["scores"][name] for r in test])
     bench = np.array([r["benchmark"] for r in test])
