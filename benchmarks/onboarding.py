@@ -179,7 +179,10 @@ def run_pair(
         "test_items": len(test),
     }
     row["full"] = metrics(p_full, y, bench)
-    row["full"]["cost_err"] = round(abs(full_router.expected_cost[name] - true_cost) / true_cost, 4)
+    full_cost = full_router.expected_cost[name]
+    row["full"]["cost_err"] = (
+        None if full_cost is None else round(abs(full_cost - true_cost) / true_cost, 4)
+    )
     # Onboarded, after the first n answers: the estimate from the log's first n graded rows
     # (concurrency 1: exactly what a run stopped at n would have written), added to the
     # router the way calibrate adds it, and read back through the serving graph.

@@ -9,7 +9,6 @@ none); the router's P is per item, its cost per configuration.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,10 +26,7 @@ def predict_file(router_dir: Path, data: Path, out: Path, *, progress: bool = Tr
     items = load_routing_data([data])
     X = embed_corpus(router.encoder_name, list(items.prompts), progress=progress)
     _, _, p = router.predict_batch(X)
-    cost = {
-        c: (None if math.isnan(v) else v)
-        for c, v in ((c, float(router.expected_cost[c])) for c in router.configs)
-    }
+    cost = {c: router.expected_cost[c] for c in router.configs}  # None: unknown
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside and renamed: a reader never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")

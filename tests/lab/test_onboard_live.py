@@ -101,7 +101,7 @@ def test_budget_configurations_get_their_own_p_and_cost(
     router = IRTRouter.load(both)
     x = np.zeros((1, router.dim), dtype=np.float32)
     x[0, :8] = 0.1
-    pred = router.predict(x)
+    pred = router.score(x)
     assert pred.p["new@high"] > pred.p["new@low"]
     assert router.expected_cost["new@high"] == cfgs["new@high"]["expected_cost"]
 
