@@ -41,6 +41,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("decision_latency"),
     Bench("soak"),
     Bench("router_quality", needs_shared=True, quick_flag=None),
+    Bench("onboarding", needs_shared=True),
 )
 
 
