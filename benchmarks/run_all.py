@@ -42,6 +42,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("workers"),
     Bench("soak"),
     Bench("router_quality", needs_shared=True, quick_flag=None),
+    Bench("onboarding", needs_shared=True),
 )
 
 

@@ -7,7 +7,7 @@ import importlib.util
 import typer
 
 # What the lab needs beyond the serving core (the `lab` extra), by import name.
-LAB_MODULES = ("sklearn", "scipy", "matplotlib", "tqdm")
+LAB_MODULES = ("sklearn", "scipy", "matplotlib", "tqdm", "onnx")
 
 
 def fail(msg: str) -> SystemExit:

@@ -71,6 +71,13 @@ def check(
     for name in snap.policy.signals:
         if name not in snap.signals:  # declared, but no decision reads it: never computed
             typer.echo(f"{lines.problem(('signals', name), 'warning: not used by any decision')}")
+    from irtgate.policies.borrow import borrow_hint, borrowed_p
+
+    borrowed = borrowed_p(snap.policy.catalog, snap.resources.router)
+    for i, entry in enumerate(snap.policy.catalog):
+        if entry.name in borrowed:
+            msg = "note: " + borrow_hint(entry.name, borrowed[entry.name])
+            typer.echo(lines.problem(("catalog", i, "router_config"), msg))
     typer.echo(
         f"{file}: ok ({len(snap.catalog)} configurations, {len(snap.decisions)} "
         f"decisions + default, signals: {', '.join(sorted(snap.signals)) or 'none'})"
@@ -161,12 +168,16 @@ def explain(
     names = [k.removeprefix("cost.") for k in ex if k.startswith("cost.")] or [
         k.removeprefix("p.") for k in ex if k.startswith("p.")
     ]
+    from irtgate.policies.borrow import borrowed_p
+
+    borrowed = borrowed_p(rt.snapshot.catalog.values(), rt.snapshot.resources.router)
     for n in names:
         p, c = ex.get(f"p.{n}"), ex.get(f"cost.{n}")
         mark = "*" if n == out.choice.config else " "
         ps = f"P={p:.3f}" if isinstance(p, float) else "P=?"
         cs = f"cost=${c:.6f}" if isinstance(c, float) else f"cost={c or '?'}"
-        typer.echo(f" {mark} {n:<24} {ps}  {cs}")
+        note = f"  (borrowed: {borrowed[n]})" if n in borrowed else ""
+        typer.echo(f" {mark} {n:<24} {ps}  {cs}{note}")
     typer.echo(
         f"choice    {out.choice.config} -> model {out.choice.model} on "
         f"{out.choice.upstream}" + (f", budget {out.choice.budget}" if out.choice.budget else "")

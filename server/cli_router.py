@@ -79,6 +79,10 @@ def route(
 @router_app.command("show")
 def show(
     directory: Annotated[Path | None, typer.Argument(help="router directory")] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="also list this policy's catalog entries and whose P each uses"),
+    ] = None,
 ) -> None:
     """Print a router's card: configurations, abilities, training data, metrics."""
     from irtgate.signals.irt.card import render_card
@@ -89,6 +93,29 @@ def show(
     except RouterLoadError as e:
         raise _fail(str(e)) from e
     typer.echo(render_card(r.card))
+    if policy is not None:
+        _show_catalog(r, policy)
+
+
+def _show_catalog(router: object, policy: Path) -> None:
+    """The policy's catalog against this router: which configuration's P each entry uses."""
+    from irtgate.policies.borrow import borrowed_p
+    from irtgate.policies.errors import PolicyError
+    from irtgate.policies.loader import load_source, parse_yaml, validate_schema
+
+    try:
+        label, text = load_source(policy)
+        spec = validate_schema(parse_yaml(text, label))
+    except PolicyError as e:
+        raise _fail(str(e)) from e
+    borrowed = borrowed_p(spec.catalog, router)
+    typer.echo("")
+    typer.echo(f"catalog of {policy}: the router configuration whose P each entry uses")
+    for entry in spec.catalog:
+        rc = entry.router_config or "(none: P unknown)"
+        budget = f" @ {entry.family}:{entry.budget}" if entry.budget is not None else ""
+        note = f"  <- borrowed: {borrowed[entry.name]}" if entry.name in borrowed else ""
+        typer.echo(f"  {entry.name}{budget} -> {rc}{note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -47,6 +47,9 @@ def test_wheel_has_one_top_level_package_and_the_artifacts(wheel: Path) -> None:
     for part in ("server", "signals", "plugins", "policies", "proto", "lab"):
         assert f"irtgate/{part}/__init__.py" in names
     assert "irtgate/signals/artifacts/routers/default/heads.onnx" in names
+    # The graded item bank that onboarding asks from, with its item parameters.
+    assert "irtgate/signals/artifacts/bank/bank.jsonl.gz" in names
+    assert "irtgate/signals/artifacts/bank/params.npz" in names
     assert "irtgate/policies/default.yaml" in names
     assert "irtgate/proto/decide_pb2.py" in names
 

@@ -79,6 +79,13 @@ def estimate_map(
     return theta, np.linalg.inv(H)
 
 
+def fisher_gain(a: np.ndarray, b: np.ndarray, theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Each item's information about θ at the current estimate (D-optimal criterion):
+    ``P(1-P)·aᵀΣa``, the growth of the posterior precision's determinant if it were asked."""
+    p = sigmoid(a @ theta - b)
+    return np.asarray(p * (1 - p) * np.einsum("ij,jk,ik->i", a, cov, a), dtype=np.float64)
+
+
 def adaptive_test(
     a: np.ndarray,
     b: np.ndarray,
@@ -121,8 +128,7 @@ def adaptive_test(
     sds: list[float] = []
     while len(asked) < budget and available.any():
         if select == "fisher":
-            p = sigmoid(a @ theta - b)
-            gain = p * (1 - p) * np.einsum("ij,jk,ik->i", a, cov, a)
+            gain = fisher_gain(a, b, theta, cov)
             gain[~available] = -np.inf
             i = int(np.argmax(gain))
         else:
@@ -151,24 +157,50 @@ def adaptive_test(
 def router_item_params(router: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Discrimination (n, k) and intercept b (n,) from a loaded router's graph.
 
-    The graph reports difficulty ``b − a·θ̄``; θ̄ is the mean of the card's abilities.
+    The graph reports difficulty ``b − a·θ̄``; θ̄ is the mean ability of the configurations it
+    was trained with (calibration adds configurations but keeps θ̄).
     """
     diff, disc, _ = router.predict_full(X)
-    theta = card_abilities(router.card)
-    return disc.astype(np.float64), diff.astype(np.float64) + disc @ theta.mean(axis=0)
+    d = disc.astype(np.float64)
+    return d, diff.astype(np.float64) + d @ card_abilities(router.card, trained_only=True).mean(0)
 
 
-def card_abilities(card: Any) -> np.ndarray:
+def card_abilities(card: Any, *, trained_only: bool = False) -> np.ndarray:
+    """The configurations' abilities (rows); ``trained_only`` leaves out calibrated ones."""
     try:
-        return np.array([c["ability"] for c in card["configurations"]], dtype=np.float64)
+        cfgs = card["configurations"]
+        if trained_only:
+            cfgs = [c for c in cfgs if "calibration" not in c]
+        return np.array([c["ability"] for c in cfgs], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as e:
         raise AdaptiveError(f"router card has no usable abilities ({e})") from e
 
 
+def mean_discrimination(card: Any) -> np.ndarray | None:
+    """ā, the mean discrimination the card's ``strength`` (ā·θ) was computed with, recovered
+    from the trained configurations' strengths; None where the card has none."""
+    cfgs = [c for c in card["configurations"] if "calibration" not in c]
+    s = [c.get("strength") for c in cfgs]
+    if len(cfgs) < 2 or not all(isinstance(v, int | float) for v in s):
+        return None
+    theta = np.array([c["ability"] for c in cfgs], dtype=np.float64)
+    abar, *_ = np.linalg.lstsq(theta, np.array(s, dtype=np.float64), rcond=None)
+    return np.asarray(abar, dtype=np.float64)
+
+
 def add_configuration(
-    src: Path, dst: Path, name: str, theta: np.ndarray, cost: float | None, extra: dict[str, Any]
+    src: Path,
+    dst: Path,
+    name: str,
+    theta: np.ndarray,
+    cost: float | None,
+    extra: dict[str, Any],
+    fields: dict[str, Any] | None = None,
 ) -> None:
-    """Copy router ``src`` to ``dst`` with one more configuration of ability ``theta``."""
+    """Copy router ``src`` to ``dst`` with one more configuration of ability ``theta``.
+
+    ``extra`` becomes the configuration's ``calibration`` record; ``fields`` (model, family,
+    budget) sit beside its name."""
     import yaml
 
     try:
@@ -210,11 +242,13 @@ def add_configuration(
     card = yaml.safe_load((src / CARD_FILE).read_text(encoding="utf-8"))
     if any(c["name"] == name for c in card["configurations"]):
         raise AdaptiveError(f"configuration {name!r} is already in the router")
+    abar = mean_discrimination(card)
     card["configurations"].append(
         {
             "name": name,
+            **(fields or {}),
             "expected_cost": cost,
-            "strength": None,
+            "strength": None if abar is None else round(float(abar @ theta), 4),
             "ability_norm": round(float(np.linalg.norm(theta)), 4),
             "ability": [round(float(v), 4) for v in theta],
             "calibration": extra,

@@ -133,7 +133,7 @@ def render_card(card: Mapping[str, Any]) -> str:
     hp = card.get("hyperparameters", {})
     if hp:
         lines.append("hyper    " + ", ".join(f"{k}={v}" for k, v in hp.items()))
-    cfgs = sorted(card.get("configurations", []), key=lambda c: -float(c.get("strength", 0.0)))
+    cfgs = sorted(card.get("configurations", []), key=lambda c: -_num(c, "strength", -1e9))
     lines.append("")
     lines.append("configurations (strongest first; strength = logit on an average item)")
     w = max((len(str(c.get("name", ""))) for c in cfgs), default=4)
@@ -146,10 +146,16 @@ def render_card(card: Mapping[str, Any]) -> str:
         cost_s = "unknown" if cost is None else f"{float(cost):.3g}"
         theta = " ".join(f"{v:+.2f}" for v in c.get("ability", []))
         lines.append(
-            f"  {c['name']:<{w}}  {c.get('strength', 0.0):>8.3f}  "
-            f"{c.get('mean_p_train', 0.0):>6.3f}  {c.get('observed_accuracy', 0.0):>6.3f}  "
-            f"{c.get('ability_norm', 0.0):>6.3f}  {cost_s:>10}  {theta}"
+            f"  {c['name']:<{w}}  {_cell(c, 'strength', 8)}  {_cell(c, 'mean_p_train', 6)}  "
+            f"{_cell(c, 'observed_accuracy', 6)}  {_cell(c, 'ability_norm', 6)}  "
+            f"{cost_s:>10}  {theta}"
         )
+    calibrated = [c for c in cfgs if isinstance(c.get("calibration"), Mapping)]
+    if calibrated:
+        lines.append("")
+        lines.append("calibrated without retraining (adaptive testing)")
+        for c in calibrated:
+            lines.append(f"  {c['name']}: {_fmt(dict(c['calibration']))}")
     tr = card.get("training", {})
     if tr:
         lines.append("")
@@ -195,6 +201,18 @@ def render_card(card: Mapping[str, Any]) -> str:
         lines.append("notes")
         lines.extend(f"  - {n}" for n in notes)
     return "\n".join(lines)
+
+
+def _num(c: Mapping[str, Any], key: str, default: float) -> float:
+    v = c.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+
+
+def _cell(c: Mapping[str, Any], key: str, width: int) -> str:
+    """A number of a configuration's row; ``n/a`` where the card has none (a configuration
+    added by calibration has no training-set figures)."""
+    v = _num(c, key, float("nan"))
+    return f"{'n/a':>{width}}" if v != v else f"{v:>{width}.3f}"
 
 
 def _fmt(v: Any) -> str:

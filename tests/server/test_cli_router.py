@@ -125,7 +125,7 @@ def test_train_route_and_calibrate_on_a_small_file(
             "medium",
             "--answers",
             str(answers),
-            "--budget",
+            "--max-queries",
             "20",
             "--out",
             str(ext),
@@ -137,6 +137,20 @@ def test_train_route_and_calibrate_on_a_small_file(
     assert "medium: 20 questions" in capsys.readouterr().out
     assert main(["route", "Write a Python function", "--router", str(ext)]) == 0
     assert "medium" in capsys.readouterr().out
+    # Without --cost the configuration's cost is unknown; the router still loads and routes.
+    nocost = tmp_path / "router-nocost"
+    argv = ["calibrate", "--router", str(out), "--name", "medium", "--answers", str(answers)]
+    assert main([*argv, "--max-queries", "10", "--out", str(nocost)]) == 0
+    capsys.readouterr()
+    assert main(["route", "Write a Python function", "--router", str(nocost)]) == 0
+    routed = capsys.readouterr().out
+    assert "medium" in routed and "unknown" in routed and "choice" in routed
+    assert main(["router", "show", str(nocost)]) == 0
+    shown = capsys.readouterr().out
+    assert "medium" in shown and "calibrated without retraining" in shown
+    # --budget is now the reasoning budget of live mode: offline it is refused, not misread.
+    assert main([*argv, "--budget", "20"]) == 2
+    assert "live-mode options" in capsys.readouterr().err
     assert (
         main(["calibrate", "--router", str(out), "--name", "nope", "--answers", str(answers)]) == 2
     )
@@ -175,3 +189,37 @@ def test_train_chooses_a_family_prior_unless_told_not_to(
 def test_train_rejects_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such data file" in capsys.readouterr().err
+
+
+def test_predict_writes_p_and_cost_per_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irtgate.signals.irt.runtime import DEFAULT_ROUTER_DIR, IRTRouter
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "toy.jsonl.gz"
+    _write_data(data, n=12)
+    out = tmp_path / "pred" / "p.jsonl"
+    argv = ["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", str(data), "--out", str(out)]
+    assert main(argv) == 0
+    assert "12 items scored" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    router = IRTRouter.load(DEFAULT_ROUTER_DIR)
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(12)]
+    for r in rows:
+        assert set(r["p"]) == set(r["cost"]) == set(router.configs)
+        assert all(0.0 < v < 1.0 for v in r["p"].values())
+    # The same P as routing one request with that prompt.
+    from irtgate.signals.request import ApiKind, LLMRequest, Message
+    from irtgate.signals.text import PromptText
+
+    with gzip.open(data, "rt") as f:
+        first = json.loads(f.readline())["prompt"]
+    req = LLMRequest(api=ApiKind.CHAT, model="auto", messages=(Message("user", PromptText(first)),))
+    pred = router.score(router.embedder().embed_request(req))
+    for c in router.configs:
+        assert rows[0]["p"][c] == pytest.approx(pred.p[c], abs=1e-5)
+        assert rows[0]["cost"][c] == pytest.approx(router.expected_cost[c])
+    assert main(["predict", "--router", str(tmp_path), "--data", str(data), "--out", str(out)]) == 2
+    argv = ["predict", "--router", str(DEFAULT_ROUTER_DIR), "--data", "nope", "--out", "x"]
+    assert main(argv) == 2
