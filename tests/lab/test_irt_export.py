@@ -76,3 +76,34 @@ def test_knn_memory_is_stored_once_as_int8(tmp_path: Path) -> None:
     graph = onnx.load(str(tmp_path / HEADS_FILE)).graph
     memory = [i for i in graph.initializer if list(i.dims) == [X.shape[0], X.shape[1]]]
     assert [(i.name, i.data_type) for i in memory] == [("knn_q", TensorProto.INT8)]
+
+
+def test_knn_dots_are_exact_for_the_largest_integer_inputs(tmp_path: Path) -> None:
+    """Rows whose entries all have one magnitude quantize to ±127 (memory) and ±63 (query):
+    the largest uint8 x int8 pairs the graph feeds MatMulInteger. onnxruntime's AVX2 kernel
+    without VNNI sums such pairs in saturating int16; fed 8-bit queries (uint8 up to 255) it
+    got these dot products wrong, which this test caught on an AVX2-only CPU."""
+    from onnx import TensorProto, helper
+
+    from irtgate.lab.irt.export import build_graph
+    from irtgate.signals.irt.knn_memory import QUERY_Q_MAX, quantize
+
+    rng = np.random.default_rng(3)
+    d, n = 64, 300
+    X = rng.choice([-1.0, 1.0], size=(n, d)).astype(np.float32) / np.float32(np.sqrt(d))
+    X[0] = abs(X[0])  # an all-positive row, for the all-positive query below
+    m = IRTModel(k=3, max_epochs=2, knn_p_blend=0.5, knn_p_k=7)
+    m.fit(X, rng.random((n, 4)))
+    proto = build_graph(m)
+    proto.graph.output.append(helper.make_tensor_value_info("knn_dots", TensorProto.INT32, None))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    Q = rng.choice([-1.0, 1.0], size=(40, d)).astype(np.float32) / np.float32(np.sqrt(d))
+    Q[0] = abs(Q[0])
+    (dots,) = sess.run(["knn_dots"], {"embedding": Q})
+    memory = m.knn_memory()
+    assert memory is not None and np.abs(memory.q).min() == 127
+    rq, _ = quantize(Q, QUERY_Q_MAX)
+    assert np.abs(rq).min() == QUERY_Q_MAX
+    want = rq.astype(np.int64) @ memory.q.astype(np.int64).T  # exact integers
+    assert want[0, 0] == d * 63 * 127
+    np.testing.assert_array_equal(dots, want)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irtgate.signals.irt.knn_memory import KnnMemory, quantize
+from irtgate.signals.irt.knn_memory import QUERY_Q_MAX, QUERY_ZERO_POINT, KnnMemory, quantize
 
 
 def test_quantize_is_symmetric_per_row_within_half_a_step() -> None:
@@ -25,11 +25,11 @@ def test_zero_row_quantizes_to_zeros() -> None:
 
 def test_similarity_by_hand() -> None:
     # rows -> q [[127, 0], [127, 127]], scales [1/127, 0.5/127];
-    # query [1, 0.5] -> r [127, 64] (63.5 rounds half to even).
+    # query [63, 32.5] -> 7 bits, scale 63/63 = 1 -> r [63, 32] (32.5 rounds half to even).
     mem = KnnMemory.of(np.array([[1.0, 0.0], [0.5, 0.5]], dtype=np.float32))
     assert mem.q.tolist() == [[127, 0], [127, 127]]
-    sim = mem.similarity(np.array([[1.0, 0.5]], dtype=np.float32))
-    want = [127 * 127 * (1 / 127), (127 * 127 + 127 * 64) * (0.5 / 127)]
+    sim = mem.similarity(np.array([[63.0, 32.5]], dtype=np.float32))
+    want = [63 * 127 * (1 / 127), (63 * 127 + 32 * 127) * (0.5 / 127)]
     assert sim[0].tolist() == pytest.approx(want, rel=1e-6)
 
 
@@ -66,3 +66,14 @@ def test_rows_and_mean_dequantize() -> None:
     mean = mem.mean_of_top_k(np.array([[0.0, 1.0]], dtype=np.float32), 2)
     # Nearest two to (0, 1): rows 1 and 2.
     assert np.allclose(mean[0], rows[1:].mean(axis=0), atol=3.0 / 254)
+
+
+def test_query_cannot_saturate_an_int16_pair_sum() -> None:
+    # The graph feeds MatMulInteger uint8 r + QUERY_ZERO_POINT against int8 memory; AVX2
+    # kernels without VNNI add two such products in saturating int16 (see the module).
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 16)).astype(np.float32) * rng.uniform(1e-6, 1e6, size=(100, 1))
+    r, _ = quantize(X, QUERY_Q_MAX)
+    u8 = r.astype(np.int64) + QUERY_ZERO_POINT
+    assert u8.min() >= 0 and u8.max() == QUERY_Q_MAX + QUERY_ZERO_POINT
+    assert 2 * int(u8.max()) * 128 <= np.iinfo(np.int16).max  # even against int8 -128
