@@ -25,9 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from irtgate.signals.encoders.artifact import SHIPPED
 from irtgate.signals.encoders.window import TokenWindow
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "encoders"
+# The shipped artifacts (signals/artifacts/encoders), where serving loads them from.
+ARTIFACTS = SHIPPED
 META_FILE = "irtgate.json"
 
 # The windows, chosen by measurement (docs/encoders.md): MiniLM's cost grows with the
@@ -197,6 +199,12 @@ SMOOTH_ALPHA = {"qkv": 0.8, "attn_out": 0.65, "ffn_in": 0.65, "ffn_out": 0.65}
 # Left in fp32: the first FFN down-projection carries the widest activations, and keeping
 # it raised the worst cosine to fp32 from 0.993 to 0.996 for ~0.7 ms at 128 tokens.
 KEEP_FP32 = ("/bert/encoder/layer.0/output/dense/MatMul",)
+# 7-bit weights ([-64, 64]). onnxruntime multiplies the uint8 activations by the int8
+# weights; on x86 CPUs without VNNI (AVX2 only) its kernel adds each pair of products in
+# saturating int16, and 2·255·127 overflows it: on such a CPU the 8-bit graph's worst
+# cosine to fp32 fell to 0.972 and batching moved vectors by up to 0.11. With 7-bit weights
+# a pair is at most 2·255·64 = 32,640 < 32,767, exact on every x86 CPU (docs/encoders.md).
+REDUCE_RANGE = True
 
 
 def _calibration_feeds(src: Path) -> Any:
@@ -233,6 +241,7 @@ def _quantize(onnx_in: Path, onnx_out: Path, src: Path) -> None:
         str(onnx_out),
         weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=REDUCE_RANGE,
         op_types_to_quantize=["MatMul"],  # the word embeddings are int8 per row already
         nodes_to_exclude=list(KEEP_FP32),
         # Fused contrib ops (com.microsoft) defeat ONNX shape inference; their outputs are fp32.
@@ -271,7 +280,9 @@ def export_minilm(
         "format": "onnx",
         "dim": 384,
         "graph": "bert + mean pooling + L2 norm; SmoothQuant rescaling, word embeddings int8"
-        " per row, MatMuls dynamic int8 per channel",
+        " per row, MatMuls dynamic int8 per channel"
+        + (" (weights 7-bit: reduce_range)" if REDUCE_RANGE else ""),
+        "reduce_range": REDUCE_RANGE,
         "smooth_alpha": SMOOTH_ALPHA,
         "fp32_nodes": list(KEEP_FP32),
         "fused": fuse,
