@@ -289,6 +289,27 @@ def test_corrupt_onnx_graph_is_a_clear_error(tmp_path: Path) -> None:
         load_encoder("minilm", broken)
 
 
+def test_minilm_int8_weights_cannot_saturate_the_avx2_kernel() -> None:
+    # onnxruntime's uint8 x int8 kernel on x86 without VNNI adds pairs of products in
+    # saturating int16: with activations up to 255, weights must stay within [-64, 64]
+    # (2 * 255 * 64 = 32,640). 8-bit weights gave a worst cosine to fp32 of 0.97 there.
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    enc = load_encoder("minilm")
+    assert isinstance(enc, MiniLMEncoder)
+    graph = onnx.load(str(enc.info.weights)).graph
+    consts = {t.name: t for t in graph.initializer}
+    weights = [
+        numpy_helper.to_array(consts[n.input[1]])
+        for n in graph.node
+        if n.op_type == "MatMulInteger" and n.input[1] in consts
+    ]
+    assert len(weights) == 35  # 6 layers x 6 weight MatMuls, less the one kept in fp32
+    assert all(w.dtype == np.int8 for w in weights)
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
+
+
 def test_artifacts_record_their_hashes() -> None:
     from irtgate.lab.encoders.export import sha256_file
     from irtgate.signals.encoders.artifact import read_artifact, shipped_path
