@@ -22,10 +22,18 @@ from irtgate.plugins.base import PluginState
 from irtgate.policies.compile import CompiledDecision, Snapshot
 from irtgate.policies.explain import Match, explanation, reason
 from irtgate.policies.outcome import Choice, DecisionTrace, Outcome
-from irtgate.policies.scoring import Selection, baseline_cost, input_tokens, score, select
+from irtgate.policies.scoring import (
+    Selection,
+    baseline_cost,
+    entry_cost,
+    input_tokens,
+    score,
+    select,
+)
 from irtgate.policies.spec import CatalogEntry
 from irtgate.signals.base import Resources, SignalContext, Value
 from irtgate.signals.errors import API_NOT_SERVED, UNKNOWN_MODEL
+from irtgate.signals.irt.router_api import router_identity
 from irtgate.signals.request import ApiKind, LLMRequest
 
 log = logging.getLogger(__name__)
@@ -110,19 +118,26 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
     """Decide one request; ``trace`` (if given) is filled in even when the request is refused."""
     trace = trace if trace is not None else DecisionTrace()
     router = snap.resources.router
-    resolved = resolve(snap, request)
     embedder = snap.resources.embedder or (router.embedder() if router is not None else None)
     sigs = _Signals(snap, SignalContext(request, embedder=embedder), trace)
-    matched = match(snap, sigs)
-    decision = matched.decision
-    # Candidates whose upstream cannot take this API go before anything else sees them.
-    fit, unfit = fit_api(resolved.pinned or decision.candidates, request, snap.resources)
-    state = narrow(Resolved(tuple(fit)), decision, request, sigs)
-    tokens = input_tokens(request, sigs.values)
-    cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
-    scored = score(cands, router, sigs.ctx, tokens)
-    chosen = select(decision.objective, scored, decision.name)
-    apply(state, decision, chosen, trace)
+    try:
+        resolved = resolve(snap, request)
+        matched = match(snap, sigs)
+        decision = matched.decision
+        trace.decision, trace.why = decision.name, matched.why
+        trace.pii_scanned = "pii" in decision.chain.names
+        # Candidates whose upstream cannot take this API go before anything else sees them.
+        fit, unfit = fit_api(resolved.pinned or decision.candidates, request, snap.resources)
+        state = narrow(Resolved(tuple(fit)), decision, request, sigs)
+        tokens = input_tokens(request, sigs.values)
+        cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
+        scored = score(cands, router, sigs.ctx, tokens)
+        chosen = select(decision.objective, scored, decision.name)
+        trace.choice = chosen.entry.name
+        apply(state, decision, chosen, trace)
+    finally:
+        if trace.log:  # refused requests are logged too
+            _trace_for_log(snap, request, sigs, trace)
     # The baseline is the dearest of the decision's own candidates (before any plugin
     # narrowed them): what the request would have cost without routing.
     trace.baseline_cost = baseline_cost(decision.candidates, router, tokens)
@@ -169,6 +184,29 @@ def fit_api(
         f"no candidate for this request speaks the {request.api.value} API "
         f"(upstreams {', '.join(ups)[:200]}); use an API they speak"
     )
+
+
+def _trace_for_log(
+    snap: Snapshot, request: LLMRequest, sigs: _Signals, trace: DecisionTrace
+) -> None:
+    """What the decision log needs to replay this decision: every computed signal, the
+    router's P for every configuration (computed here if the decision did not need it)
+    and every catalog entry's cost. A failure here costs the record detail, never the
+    request."""
+    router = snap.resources.router
+    trace.policy, trace.router = snap.digest, router_identity(router)
+    trace.signals = dict(sigs.values)
+    try:
+        tokens = input_tokens(request, sigs.values)
+        trace.input_tokens = tokens
+        trace.entry_cost = {name: entry_cost(e, router, tokens) for name, e in snap.catalog.items()}
+        if router is not None and trace.decision is not None:
+            trace.scores = sigs.ctx.router_scores(router)
+            chosen = snap.catalog.get(trace.choice) if trace.choice else None
+            if chosen is not None and chosen.router_config is not None:
+                trace.choice_p = trace.scores.p.get(chosen.router_config)
+    except Exception as e:
+        log.warning("decision log: router scores unavailable (%s)", type(e).__name__)
 
 
 def _budget(entry: CatalogEntry) -> str | None:

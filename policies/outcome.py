@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
 from irtgate.signals.base import Value
+from irtgate.signals.irt.router_api import Cost, RouterScores
 from irtgate.signals.request import LLMRequest
 
 
@@ -63,6 +64,22 @@ class DecisionTrace:
     cost: float | None = None  # expected USD of the choice, when known
     # Expected USD had the request gone to the dearest of the decision's candidates.
     baseline_cost: float | None = None
+
+    # For the decision log, filled only when ``log`` is set (the record is wanted): what
+    # replaying the decision needs. Still numbers and labels only.
+    log: bool = False
+    policy: str = ""  # the policy snapshot's digest
+    router: str = "none"  # the router's identity (router_identity)
+    decision: str | None = None  # the matched decision's name
+    why: str = ""  # why it matched (signal values against the policy's operands)
+    choice: str | None = None  # catalog entry chosen
+    choice_p: float | None = None  # the router's P for it (even when P did not decide)
+    # Every signal that was computed, by the policy's name for it; None when it failed.
+    signals: dict[str, Mapping[str, Value] | None] = field(default_factory=dict)
+    scores: RouterScores | None = None  # the router's read-out (all configurations)
+    entry_cost: dict[str, Cost] = field(default_factory=dict)  # every catalog entry's cost
+    input_tokens: float | None = None  # what prices were applied to
+    pii_scanned: bool = False  # whether a pii plugin scanned the body
 
 
 # Optional capabilities of a decider. The gateway checks each once, when it is wired

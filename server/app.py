@@ -24,6 +24,7 @@ from irtgate.server.admin import admin_app, read_token
 from irtgate.server.core import GatewayCore
 from irtgate.server.decide_service import DecideService
 from irtgate.server.deciders import check_upstreams
+from irtgate.server.decision_log import DecisionLog
 from irtgate.server.extproc import ExternalProcessor
 from irtgate.server.metrics import Metrics
 from irtgate.server.settings import Settings
@@ -61,7 +62,15 @@ class Gateway:
         self.decider = decider
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = metrics if metrics is not None else Metrics.create(self.registry)
-        self.core = GatewayCore(settings, decider, self.metrics)
+        counts = self.metrics.decision_log
+        self.decision_log = DecisionLog(
+            settings.decision_log,
+            on_write=counts.labels("written").inc,
+            on_drop=counts.labels("dropped").inc,
+            on_error=counts.labels("error").inc,
+        )
+        logged = self.decision_log if self.decision_log.enabled else None
+        self.core = GatewayCore(settings, decider, self.metrics, logged)
         # Deciders with background work (a policy file watcher) start and stop with us.
         self._background = decider if isinstance(decider, Background) else None
         self.grpc_port = settings.grpc_port
@@ -81,6 +90,7 @@ class Gateway:
     async def start(self) -> None:
         if self._background is not None:
             await self._background.start()
+        self.decision_log.start()
         limit = self.settings.grpc_message_limit
         server = grpc.aio.server(
             options=[
@@ -148,6 +158,8 @@ class Gateway:
             self._runner = None
         if self._background is not None:
             await self._background.stop()
+        # Last: the drained streams' records are written before the writer stops.
+        await asyncio.to_thread(self.decision_log.close)
 
 
 def _host_for_grpc(host: str) -> str:

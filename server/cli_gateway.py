@@ -27,6 +27,7 @@ from irtgate.server.cli_exposure import (
     exposure_kwargs,
 )
 from irtgate.server.client_keys import load_client_keys
+from irtgate.server.decision_log import DecisionLogConfig, DecisionLogMode
 from irtgate.server.settings import (
     DeciderKind,
     DefaultChoice,
@@ -110,9 +111,28 @@ WorkersOpt = Annotated[
         "(docs/gateway.md, 'Workers').",
     ),
 ]
+# The decision log (docs/operations.md): one JSON line per decision, for `policy replay`.
+DLogOpt = Annotated[
+    DecisionLogMode, typer.Option("--decision-log", help="Decision log: off, sampled or full.")
+]
+DLogFileOpt = Annotated[
+    Path | None,
+    typer.Option("--decision-log-file", help="Decision log file (rotated); default: stdout."),
+]
+DLogSampleOpt = Annotated[
+    float, typer.Option("--decision-log-sample", help="Share of decisions logged when sampled.")
+]
+DLogMaxOpt = Annotated[
+    float, typer.Option("--decision-log-max-mib", help="Rotate the decision log at this size.")
+]
+DLogBackupsOpt = Annotated[
+    int, typer.Option("--decision-log-backups", help="Rotated decision log files kept.")
+]
 
 
 _D = Settings()  # option defaults come from the settings' own
+_DL = _D.decision_log
+_DL_MODE = DecisionLogMode(_DL.mode)
 
 
 def parse_upstream(spec: str) -> Upstream:
@@ -162,6 +182,11 @@ def build_settings(
     upstreams_file: Path | None = None,
     client_keys: Path | None = None,
     check_keys: bool = True,
+    decision_log: DecisionLogMode = _DL_MODE,
+    decision_log_file: Path | None = None,
+    decision_log_sample: float = _DL.sample,
+    decision_log_max_mib: float = _DL.max_bytes / MiB,
+    decision_log_backups: int = _DL.backups,
 ) -> Settings:
     kwargs: dict[str, object] = {}
     if static and policy is not None:
@@ -207,6 +232,16 @@ def build_settings(
         kwargs["default_upstream"] = default_upstream
     if route is not None:
         kwargs["default_choice"] = parse_route(route, route_family)
+    try:
+        kwargs["decision_log"] = DecisionLogConfig(
+            mode=decision_log.value,
+            sample=decision_log_sample,
+            path=decision_log_file,
+            max_bytes=int(decision_log_max_mib * MiB),
+            backups=decision_log_backups,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     try:
         return Settings(
             grpc_port=grpc_port,
@@ -256,6 +291,11 @@ def register(app: typer.Typer) -> None:
         grpc_tls_key: GrpcKeyOpt = None,
         grpc_tls_client_ca: GrpcClientCaOpt = None,
         admin_token_file: AdminTokenOpt = None,
+        decision_log: DLogOpt = _DL_MODE,
+        decision_log_file: DLogFileOpt = None,
+        decision_log_sample: DLogSampleOpt = _DL.sample,
+        decision_log_max_mib: DLogMaxOpt = _DL.max_bytes / MiB,
+        decision_log_backups: DLogBackupsOpt = _DL.backups,
         log_level: LogOpt = "info",
         workers: WorkersOpt = 1,
     ) -> None:
@@ -267,6 +307,13 @@ def register(app: typer.Typer) -> None:
         _logging(log_level)
         if workers > 1:
             from irtgate.server.workers import serve_workers
+
+            if settings.decision_log.mode != "off" and settings.decision_log.path is not None:
+                # Several processes rotating one file would lose lines: stdout is shared
+                # safely (one write per line).
+                raise typer.BadParameter(
+                    "--decision-log-file with --workers > 1: log to stdout instead"
+                )
 
             _run_or_exit(serve_workers(settings, workers))
             return
@@ -305,6 +352,11 @@ def register(app: typer.Typer) -> None:
         envoy_tls_key: EnvoyKeyOpt = None,
         envoy_tls_server_name: EnvoyServerNameOpt = None,
         admin_token_file: AdminTokenOpt = None,
+        decision_log: DLogOpt = _DL_MODE,
+        decision_log_file: DLogFileOpt = None,
+        decision_log_sample: DLogSampleOpt = _DL.sample,
+        decision_log_max_mib: DLogMaxOpt = _DL.max_bytes / MiB,
+        decision_log_backups: DLogBackupsOpt = _DL.backups,
         demo: Annotated[
             bool | None,
             typer.Option(help="Start demo echo upstreams (default: unless --upstreams)."),

@@ -25,6 +25,9 @@ from irtgate.policies.outcome import (
     traces,
 )
 from irtgate.server.client_keys import is_allowed
+from irtgate.server.decision_log import DecisionLog
+from irtgate.server.decision_record import build_record
+from irtgate.server.decision_record import request_id as make_request_id
 from irtgate.server.metrics import Metrics
 from irtgate.server.parse import api_for_path, parse_request
 from irtgate.server.settings import Settings, UnknownModelMode
@@ -98,7 +101,13 @@ class Verdict:
 
 
 class GatewayCore:
-    def __init__(self, settings: Settings, decider: Decider, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        decider: Decider,
+        metrics: Metrics,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
@@ -107,6 +116,8 @@ class GatewayCore:
         for u in settings.upstreams:
             for m in u.models:
                 self._model_upstreams.setdefault(m, []).append(u.name)
+        # Only a tracing decider can fill in what a record holds.
+        self.decision_log = decision_log if decision_log is not None and traces(decider) else None
         self._aliases = frozenset(settings.aliases)
         # Optional capabilities, checked once here. A decider may name the models it handles
         # itself; asked per request because a policy reload can change them.
@@ -163,15 +174,17 @@ class GatewayCore:
 
     # -- request body ------------------------------------------------------------------
 
-    async def decide(self, api: ApiKind, body: bytes) -> Verdict:
-        """Parse, decide and count one request body. Raises ClientError only."""
+    async def decide(self, api: ApiKind, body: bytes, request_id: str | None = None) -> Verdict:
+        """Parse, decide and count one request body. Raises ClientError only.
+
+        ``request_id``: Envoy's ``x-request-id``, for the decision log (else one is made)."""
         started = time.perf_counter()
         try:
             if len(body) > self.settings.body_limit:
                 raise self._too_large(len(body))
             request = parse_request(api, body)
             if self.routes(request.model):
-                verdict = self._fits(api, await self._route(request))
+                verdict = self._fits(api, await self._route(request, api, started, request_id))
                 self.metrics.decision_latency.labels(api.value).observe(
                     time.perf_counter() - started
                 )
@@ -190,18 +203,53 @@ class GatewayCore:
         ).inc()
         return verdict
 
-    async def _route(self, request: LLMRequest) -> Verdict:
+    async def _route(
+        self, request: LLMRequest, api: ApiKind, started: float, request_id: str | None
+    ) -> Verdict:
         if self._tracing is None:
             return self._verdict(await self.decider.decide(request))
         trace = DecisionTrace()
+        trace.log = self.decision_log is not None and self.decision_log.wanted()
         try:
             outcome = await self._tracing.decide(request, trace)
-        except ClientError:
+        except ClientError as e:
             self._count_trace(trace, None, None)  # what a refused request computed and found
+            self._log(trace, request, api, started, request_id, e.code)
             raise
         verdict = self._verdict(outcome)
         self._count_trace(trace, verdict.decision, verdict.model)
+        self._log(trace, request, api, started, request_id, "routed")
         return verdict
+
+    def _log(
+        self,
+        trace: DecisionTrace,
+        request: LLMRequest,
+        api: ApiKind,
+        started: float,
+        request_id: str | None,
+        outcome: str,
+    ) -> None:
+        """Submit the decision's record; never blocks, and a failure never fails the request."""
+        if not trace.log or self.decision_log is None:
+            return
+        elapsed = time.perf_counter() - started
+        try:
+            record = build_record(
+                trace,
+                request_id=make_request_id(request_id),
+                started_wall=time.time() - elapsed,
+                latency_s=elapsed,
+                api=api.value,
+                model=request.model,
+                outcome=outcome,
+                policy=trace.policy or "unknown",
+                router=trace.router,
+            )
+            self.decision_log.submit(record)
+        except Exception as e:  # a bad record costs its line, never the request
+            log.warning("decision log: record not written (%s)", type(e).__name__)
+            self.metrics.decision_log.labels("error").inc()
 
     def _count_trace(self, trace: DecisionTrace, decision: str | None, model: str | None) -> None:
         m = self.metrics

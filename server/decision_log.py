@@ -26,11 +26,22 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 LOG_VERSION = 1
 Mode = Literal["off", "sampled", "full"]
+
+
+class DecisionLogMode(StrEnum):
+    """The :data:`Mode` values, for command-line options."""
+
+    OFF = "off"
+    SAMPLED = "sampled"
+    FULL = "full"
+
+
 LabelValue = float | int | bool | str | tuple[str, ...] | None
 # Labels: what signals, catalogs and policies name things with. No spaces, so no sentence of
 # prompt text fits; bounded, so nothing long does either.
@@ -69,13 +80,22 @@ class DecisionRecord:
     router: str  # the router's identity (name and hash), or "none"
     choice: str | None = None  # catalog entry
     why: tuple[str, ...] = ()  # the matched decision's satisfied tests, e.g. "length.tokens<2000"
+    # Every computed signal's values, flat: "length.tokens", "difficulty.p_max", ...
     signals: Mapping[str, LabelValue] = field(default_factory=dict)
-    # Every catalog entry, not only the decision's candidates; None where unknown.
+    # P(correct) for every router configuration (a catalog entry's P is its configuration's),
+    # not only the decision's candidates; empty without a router.
     p: Mapping[str, float | None] = field(default_factory=dict)
+    # Expected USD for every catalog entry; None where unknown.
     cost: Mapping[str, float | None] = field(default_factory=dict)
+    model: str = "other"  # the requested model (an alias or a pinned name), as a label
+    computed: tuple[str, ...] = ()  # the signals that ran (a failed one has no values)
+    pii: Mapping[str, int] = field(default_factory=dict)  # PII type -> findings
+    pii_scanned: bool = False  # a pii plugin scanned the body (so "no findings" is known)
+    tokens: float | None = None  # input tokens the prices were applied to
+    p_choice: float | None = None  # the router's P for the choice
 
     def __post_init__(self) -> None:
-        for name in ("request_id", "api", "decision", "outcome", "policy", "router"):
+        for name in ("request_id", "api", "decision", "outcome", "policy", "router", "model"):
             _label(getattr(self, name), name)
         if self.choice is not None:
             _label(self.choice, "choice")
@@ -85,6 +105,12 @@ class DecisionRecord:
         object.__setattr__(
             self, "signals", {_label(k, "signal"): _value(v, k) for k, v in self.signals.items()}
         )
+        for c in self.computed:
+            _label(c, "computed")
+        for k, n in self.pii.items():
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise ValueError("decision log: pii counts are integers")
+            _label(k, "pii")
         for name in ("p", "cost"):
             raw: Mapping[str, object] = getattr(self, name)
             clean = {_label(k, name): _value(v, name) for k, v in raw.items()}
@@ -95,6 +121,7 @@ class DecisionRecord:
     def to_json(self) -> str:
         row = {"v": LOG_VERSION, **asdict(self)}
         row["signals"] = dict(self.signals)
+        row["pii"] = dict(self.pii)
         return json.dumps(row, separators=(",", ":"), allow_nan=False)
 
 

@@ -80,6 +80,7 @@ class StreamProcessor:
         self.api: ApiKind | None = None
         # True once nothing more is expected from Envoy for this request (see Process).
         self.done = False
+        self.request_id: str | None = None
 
     async def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -114,6 +115,7 @@ class StreamProcessor:
             self.core.count_rejection(api, error)
             raise error
         self.api = api
+        self.request_id = h.get("x-request-id")
         if api is None:
             # Not ours to route: closing the stream now also spares Envoy sending the body.
             self.done = True
@@ -130,7 +132,7 @@ class StreamProcessor:
         self.done = True
         if self.api is None:  # counted at the headers, where the stream normally ends
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
-        verdict = await self.core.decide(self.api, msg.body)
+        verdict = await self.core.decide(self.api, msg.body, self.request_id)
         common = pb.CommonResponse(clear_route_cache=True)
         mutation = common.header_mutation
         mutation.set_headers.append(header(ROUTE_HEADER, verdict.upstream))

@@ -66,6 +66,7 @@ class Metrics:
     estimated_cost: Counter
     baseline_cost: Counter
     streams_active: Gauge
+    decision_log: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -160,6 +161,13 @@ class Metrics:
                 namespace=ns,
                 registry=registry,
                 multiprocess_mode="livesum",
+            ),
+            decision_log=Counter(
+                "decision_log_lines",
+                "Decision log lines by result (written, dropped on a full queue, error).",
+                ["result"],
+                namespace=ns,
+                registry=registry,
             ),
         )
 

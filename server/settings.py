@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from irtgate.plugins.reasoning import check_budget
+from irtgate.server.decision_log import DecisionLogConfig
 from irtgate.signals.request import ApiKind
 
 MiB: Final = 1024 * 1024
@@ -186,6 +187,8 @@ class Settings:
     client_key_hashes: frozenset[str] | None = None
     client_keys_path: Path | None = None
     drain_grace_s: float = 5.0
+    # One JSON line per decision (off by default); see docs/operations.md.
+    decision_log: DecisionLogConfig = field(default_factory=DecisionLogConfig)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.upstreams]

@@ -117,3 +117,40 @@ class Router(Protocol):
     def explain(self, scores: RouterScores) -> Mapping[str, float | str]:
         """Content-free numbers and labels behind ``scores`` for explanations."""
         ...
+
+
+_IDENTITIES: dict[int, tuple[object, str]] = {}
+
+
+def router_identity(router: Router | None) -> str:
+    """:func:`compute_router_identity`, remembered per router object (asked per request)."""
+    if router is None:
+        return "none"
+    hit = _IDENTITIES.get(id(router))
+    if hit is not None and hit[0] is router:
+        return hit[1]
+    ident = compute_router_identity(router)
+    if len(_IDENTITIES) > 64:  # routers are loaded a handful of times per process
+        _IDENTITIES.clear()
+    _IDENTITIES[id(router)] = (router, ident)
+    return ident
+
+
+def compute_router_identity(router: Router | None) -> str:
+    """``name@hash`` naming exactly this router: the card's name and a hash of its card
+    (configurations, costs, encoder, training data); "none" without a router. The decision
+    log records it, so a replay can refuse a log written by another router."""
+    import hashlib
+    import json
+
+    if router is None:
+        return "none"
+    card = getattr(router, "card", None)
+    if isinstance(card, Mapping):
+        name = str(card.get("name") or getattr(router, "directory", "router"))
+        blob = json.dumps(card, sort_keys=True, default=str)
+    else:  # a router without a card: its configurations and costs are what it is
+        name = type(router).__name__
+        blob = json.dumps([list(router.configs), dict(router.expected_cost)], default=str)
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in name.split("/")[-1])[:64]
+    return f"{name or 'router'}@{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
