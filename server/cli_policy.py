@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from irtgate.server.cli_replay import replay_command
+
 if TYPE_CHECKING:
     from irtgate.signals.base import Resources
 
@@ -191,3 +193,7 @@ def explain(
 def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
     app.command("explain")(explain)
+
+
+# `policy replay` lives in its own module (it is larger than the rest together).
+policy_app.command("replay")(replay_command)
