@@ -63,11 +63,14 @@ def replay_command(
     png: Annotated[
         Path | None, typer.Option("--png", help="Also draw it (needs the lab extra).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes reading the log (0: one per core, up to 8).")
+    ] = 0,
 ) -> None:
     """Re-decide every logged request under --policy from the logged signal values and P,
     with no model and no upstream; report what changes (choice, expected accuracy and
     cost, traffic per model, budget and decision, newly blocked requests)."""
-    from irtgate.server.replay import ReplayRefused, replay
+    from irtgate.server.replay import ReplayRefused
     from irtgate.server.replay_report import (
         MissingExtra,
         render_markdown,
@@ -75,6 +78,7 @@ def replay_command(
         render_text,
         summarise,
     )
+    from irtgate.server.replay_run import default_workers, replay
 
     for f in log:
         if not f.is_file():
@@ -85,7 +89,9 @@ def replay_command(
     old = _compile(baseline, res) if baseline is not None else None
     started = time.perf_counter()
     try:
-        after, before, logged, bad, counts = replay(log, new, old)
+        after, before, logged, bad, counts = replay(
+            log, new, old, workers=workers or default_workers()
+        )
     except ReplayRefused as e:
         typer.echo(f"irtgate: replay refused: {e}", err=True)
         raise SystemExit(1) from None

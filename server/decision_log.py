@@ -93,6 +93,9 @@ class DecisionRecord:
     pii_scanned: bool = False  # a pii plugin scanned the body (so "no findings" is known)
     tokens: float | None = None  # input tokens the prices were applied to
     p_choice: float | None = None  # the router's P for the choice
+    # Signals whose "p.<configuration>" fields equal ``p`` and were left out of ``signals``
+    # (the difficulty signal's): a line carries each P once.
+    p_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("request_id", "api", "decision", "outcome", "policy", "router", "model"):
@@ -105,7 +108,7 @@ class DecisionRecord:
         object.__setattr__(
             self, "signals", {_label(k, "signal"): _value(v, k) for k, v in self.signals.items()}
         )
-        for c in self.computed:
+        for c in (*self.computed, *self.p_fields):
             _label(c, "computed")
         for k, n in self.pii.items():
             if not isinstance(n, int) or isinstance(n, bool):

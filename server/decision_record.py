@@ -44,15 +44,24 @@ def _flat(value: Value) -> LabelValue:
 
 
 def flat_signals(
-    values: Mapping[str, Mapping[str, Value] | None],
-) -> tuple[dict[str, LabelValue], tuple[str, ...]]:
+    values: Mapping[str, Mapping[str, Value] | None], p: Mapping[str, float]
+) -> tuple[dict[str, LabelValue], tuple[str, ...], tuple[str, ...]]:
+    """Flat "signal.field" values, the signals that ran, and those whose ``p.<config>``
+    fields are exactly ``p`` (left out here; the replay restores them from ``p``)."""
     out: dict[str, LabelValue] = {}
+    folded: list[str] = []
     for name, fields in values.items():
-        for f, v in (fields or {}).items():
+        fields = fields or {}
+        fold = bool(p) and all(fields.get(f"p.{c}") == v for c, v in p.items())
+        if fold:
+            folded.append(name)
+        for f, v in fields.items():
+            if fold and f.startswith("p.") and f[2:] in p:
+                continue
             key = f"{name}.{f}"
             if _LABEL.fullmatch(key):
                 out[key] = _flat(v)
-    return out, tuple(values)
+    return out, tuple(values), tuple(folded)
 
 
 def build_record(
@@ -67,8 +76,9 @@ def build_record(
     policy: str,
     router: str,
 ) -> DecisionRecord:
-    signals, computed = flat_signals(trace.signals)
     scores = trace.scores
+    p = {} if scores is None else {c: float(v) for c, v in scores.p.items()}
+    signals, computed, folded = flat_signals(trace.signals, p)
     pii: dict[str, int] = {}
     for (kind, _action), n in trace.pii.items():
         pii[kind] = pii.get(kind, 0) + n
@@ -84,7 +94,7 @@ def build_record(
         choice=trace.choice,
         why=(trace.why[:256],) if trace.why else (),
         signals=signals,
-        p={} if scores is None else {c: float(v) for c, v in scores.p.items()},
+        p=p,
         cost=dict(trace.entry_cost),
         model=label_or_other(model),
         computed=computed,
@@ -92,4 +102,5 @@ def build_record(
         pii_scanned=trace.pii_scanned,
         tokens=trace.input_tokens,
         p_choice=trace.choice_p,
+        p_fields=folded,
     )

@@ -24,14 +24,11 @@ kept only as compact columns, so a million lines fit in memory and replay in sec
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -40,8 +37,6 @@ from irtgate.plugins.base import Plugin
 from irtgate.plugins.pii import PiiPlugin
 from irtgate.policies.compile import CompiledDecision, Snapshot
 from irtgate.policies.spec import CatalogEntry
-from irtgate.server.decision_log import LOG_VERSION
-from irtgate.signals.irt.router_api import router_identity
 from irtgate.signals.irt.selection import select_chebyshev, select_linear, select_target
 
 ROUTED: Final = "routed"
@@ -71,26 +66,42 @@ class BadLine:
         return f"{self.file}:{self.line}: {self.why}"
 
 
+class _Fields:
+    """One signal's logged values, read field by field (all the ``when`` trees ask of it)."""
+
+    __slots__ = ("name", "r")
+
+    def __init__(self, r: Mapping[str, Any], name: str) -> None:
+        self.r, self.name = r, name
+
+    def get(self, fld: str, default: Any = None) -> Any:
+        v = self.r["signals"].get(f"{self.name}.{fld}", _ABSENT)
+        if v is _ABSENT:
+            # P per configuration is logged once, in "p" (see DecisionRecord.p_fields).
+            if fld.startswith("p.") and self.name in (self.r.get("p_fields") or ()):
+                return self.r["p"].get(fld[2:], default)
+            return default
+        # Label sets come back from JSON as lists; the engine's tests expect tuples.
+        return tuple(v) if isinstance(v, list) else v
+
+
+_ABSENT: Final = object()
+
+
 class _Lookup:
     """The engine's signal lookup, answered from one logged line."""
 
-    __slots__ = ("_by_signal", "computed", "flat")
+    __slots__ = ("computed", "r")
 
-    def __init__(self, flat: Mapping[str, Any], computed: Sequence[str]) -> None:
-        self.flat, self.computed = flat, computed
-        self._by_signal: dict[str, dict[str, Any]] | None = None
+    def __init__(self, r: Mapping[str, Any]) -> None:
+        self.r, self.computed = r, r["computed"]
 
-    def __call__(self, name: str) -> Mapping[str, Any] | None:
+    def __call__(self, name: str) -> _Fields:
         if name not in self.computed:
             raise _Missing(name)
-        if self._by_signal is None:
-            grouped: dict[str, dict[str, Any]] = {}
-            for key, v in self.flat.items():
-                sig, _, fld = key.partition(".")
-                # Label sets come back from JSON as lists; the engine's tests expect tuples.
-                grouped.setdefault(sig, {})[fld] = tuple(v) if isinstance(v, list) else v
-            self._by_signal = grouped
-        return self._by_signal.get(name)  # None: the signal ran and failed
+        # A signal that ran and failed has no values: every test on it reads "missing",
+        # as in the engine.
+        return _Fields(self.r, name)
 
 
 class PolicyReplay:
@@ -161,11 +172,11 @@ class PolicyReplay:
             pinned = self.pinned.get(model)
             if pinned is None:
                 return "none", UNKNOWN_MODEL, None
-        lookup = _Lookup(r["signals"], r["computed"])
+        lookup = _Lookup(r)  # typed as the engine's Lookup: only .get is used
         matched: CompiledDecision = snap.default
         for d in snap.decisions:
             assert d.when is not None
-            if d.when.evaluate(lookup):
+            if d.when.evaluate(lookup):  # type: ignore[arg-type]
                 matched = d
                 break
         cands = pinned if pinned is not None else self._cand[matched.name]
@@ -206,9 +217,24 @@ class PolicyReplay:
             raise _Missing("pii")
         found = set(r.get("pii") or ())
         if "pii" in computed:
-            vals = lookup("pii") or {}
-            found.update(vals.get("types") or ())
+            found.update(lookup("pii").get("types") or ())
         return found
+
+    def columns(self) -> tuple[Any, ...]:
+        """What a worker process hands back (see :mod:`irtgate.server.replay_run`)."""
+        return (self.outcome, self.decision, self.p, self.tokens, self._groups, self.missing)
+
+    def absorb(self, cols: tuple[Any, ...]) -> None:
+        """Append another part's columns (lines after the ones held)."""
+        outcome, decision, p, tokens, groups, missing = cols
+        offset = len(self.outcome)
+        self.outcome.extend(outcome)
+        self.decision.extend(decision)
+        self.p.extend(p)
+        self.tokens.extend(tokens)
+        for key, rows in groups.items():
+            self._groups.setdefault(key, []).extend(i + offset for i in rows)
+        self.missing.update(missing)
 
     # -- selection, vectorised ------------------------------------------------------------
 
@@ -289,74 +315,6 @@ def _select(d: CompiledDecision, p: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return out
 
 
-# -- reading logs ------------------------------------------------------------------------
-
-
-def _open(path: Path) -> Iterator[str]:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
-            yield from f
-    else:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            yield from f
-
-
-_REQUIRED: Final = ("decision", "outcome", "model", "signals", "computed", "p", "cost")
-
-
-def read_lines(
-    paths: Iterable[Path], router: str, bad: list[BadLine], counts: Counter[str]
-) -> Iterator[tuple[Path, int, dict[str, Any]]]:
-    """Logged lines as dicts; a corrupt line is noted in ``bad`` (the rest is read), a line
-    from another router or log format refuses the whole replay."""
-    loads = json.loads
-    for path in paths:
-        for lineno, line in enumerate(_open(path), 1):
-            if not line.strip():
-                continue
-            counts["lines"] += 1
-            try:
-                r = loads(line)
-            except ValueError:
-                _bad(bad, counts, path, lineno, "not valid JSON (corrupt or truncated line)")
-                continue
-            if not _well_formed(r):
-                _bad(bad, counts, path, lineno, "not a decision log record (fields missing)")
-                continue
-            if r.get("v") != LOG_VERSION:
-                raise ReplayRefused(
-                    f"{path}:{lineno}: log format version {r.get('v')!r}; this irtgate "
-                    f"reads version {LOG_VERSION}"
-                )
-            if r.get("router") != router:
-                raise ReplayRefused(
-                    f"{path}:{lineno}: this log was written with router {r.get('router')!r}, "
-                    f"but the router loaded for the policy is {router!r}. Its P values "
-                    "would not match the policy's router: replay with the router the log "
-                    "was written with (--router DIR)."
-                )
-            yield path, lineno, r
-
-
-def _well_formed(r: object) -> bool:
-    if not isinstance(r, dict) or any(k not in r for k in _REQUIRED):
-        return False
-    return (
-        isinstance(r["model"], str)
-        and isinstance(r["signals"], dict)
-        and isinstance(r["computed"], list)
-        and isinstance(r["p"], dict)
-        and isinstance(r["cost"], dict)
-        and isinstance(r.get("pii", {}), dict)
-    )
-
-
-def _bad(bad: list[BadLine], counts: Counter[str], path: Path, lineno: int, why: str) -> None:
-    counts["bad"] += 1
-    if len(bad) < BAD_LINES_KEPT:
-        bad.append(BadLine(str(path), lineno, why))
-
-
 class LoggedBaseline:
     """What the log says happened: the serving policy's choices, as columns."""
 
@@ -380,32 +338,10 @@ class LoggedBaseline:
         self.cost.append(float(c) if c is not None else math.nan)
         self.policies[str(r.get("policy"))] += 1
 
-
-def replay(
-    paths: Sequence[Path], new: Snapshot, baseline: Snapshot | None = None
-) -> tuple[PolicyReplay, PolicyReplay | None, LoggedBaseline, list[BadLine], Counter[str]]:
-    """Replay ``paths`` under ``new`` (and ``baseline`` if given). Raises ReplayRefused."""
-    if baseline is not None and router_identity(baseline.resources.router) != router_identity(
-        new.resources.router
-    ):
-        raise ReplayRefused("the two policies were compiled with different routers")
-    after = PolicyReplay(new, "new")
-    before = PolicyReplay(baseline, "baseline") if baseline is not None else None
-    logged = LoggedBaseline()
-    bad: list[BadLine] = []
-    counts: Counter[str] = Counter()
-    for path, lineno, r in read_lines(paths, router_identity(new.resources.router), bad, counts):
-        try:
-            a = after.prepare(r)
-            b = before.prepare(r) if before is not None else None
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            _bad(bad, counts, path, lineno, f"unreadable record ({type(e).__name__})")
-            continue
-        after.commit(a)
-        if before is not None and b is not None:
-            before.commit(b)
-        logged.add(r)
-    after.finish()
-    if before is not None:
-        before.finish()
-    return after, before, logged, bad, counts
+    def extend(self, other: LoggedBaseline) -> None:
+        self.outcome.extend(other.outcome)
+        self.decision.extend(other.decision)
+        self.choice.extend(other.choice)
+        self.p.extend(other.p)
+        self.cost.extend(other.cost)
+        self.policies.update(other.policies)
