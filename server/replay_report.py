@@ -275,4 +275,7 @@ def render_png(s: Summary, path: Path, title: str) -> None:
     for ep in entry_points(group=PNG_GROUP):
         ep.load()(s, path, title)
         return
-    raise MissingExtra("--png needs the lab extra (matplotlib): pip install 'irtgate[lab]'")
+    raise MissingExtra(
+        "--png is drawn by the lab (matplotlib): pip install 'irtgate[lab]' (from a "
+        f"checkout, reinstall it so that the entry point {PNG_GROUP!r} is registered)"
+    )

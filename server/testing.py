@@ -331,6 +331,13 @@ def _start_serve(
         args += ["--admin-token-file", str(settings.admin_token_file)]
     if settings.client_keys_path is not None:
         args += ["--client-keys", str(settings.client_keys_path)]
+    dl = settings.decision_log
+    if dl.mode != "off":
+        args += ["--decision-log", dl.mode, "--decision-log-sample", repr(dl.sample)]
+        args += ["--decision-log-max-mib", repr(dl.max_bytes / MiB)]
+        args += ["--decision-log-backups", str(dl.backups)]
+        if dl.path is not None:
+            args += ["--decision-log-file", str(dl.path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = log_path.open("ab")  # a restart appends to the same log
     proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
