@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -91,6 +92,12 @@ def write_log(path: Path, n: int, router: IRTRouter, catalog: dict[str, str | No
             f.write("\n".join(lines) + "\n")
 
 
+def _cpu() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="100,000 lines, no report file")
@@ -114,10 +121,12 @@ def main() -> None:
         size = path.stat().st_size
         print(f"wrote {n} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
         load0 = os.getloadavg()[0]
+        cpu0 = _cpu()
         t0 = time.perf_counter()
         after, before, logged, bad, counts = replay([path], snap, workers=args.workers)
         s = summarise(after, before, logged, bad, counts)
         elapsed = time.perf_counter() - t0
+        cpu = _cpu() - cpu0
     finally:
         if tmp is not None:
             path.unlink(missing_ok=True)
@@ -126,6 +135,10 @@ def main() -> None:
         f"replayed {s.compared} of {n} lines in {elapsed:.1f} s: {rate:,.0f} lines/s "
         f"(1M lines: {1e6 / rate:.0f} s; target < {TARGET_S:.0f} s); "
         f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores"
+    )
+    print(
+        f"CPU time (this process and its workers) {cpu:.1f} s: {n / cpu:,.0f} lines per "
+        f"CPU-second; on 2 otherwise idle cores about {cpu / 2 * 1e6 / n:.0f} s per 1M lines"
     )
     print(f"choice changes for {s.changed} ({100 * s.changed_share:.1f}%)")
     if not args.quick:
@@ -137,6 +150,7 @@ def main() -> None:
                     "bytes": size,
                     "seconds": round(elapsed, 2),
                     "lines_per_s": round(rate),
+                    "cpu_seconds": round(cpu, 2),
                     "workers": args.workers,
                     "target_s_per_million": TARGET_S,
                     "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],

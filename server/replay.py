@@ -135,6 +135,7 @@ class PolicyReplay:
         # (decision name, candidate indexes, router consulted) -> line numbers
         self._groups: dict[tuple[str, tuple[int, ...], bool], list[int]] = {}
         self.choice: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._needs_cache: dict[tuple[int, ...], tuple[bool, tuple[str, ...], bool]] = {}
 
     def prepare(self, r: Mapping[str, Any]) -> tuple[list[float], float, str, str, Any]:
         """Re-decide one logged line; nothing is stored until :meth:`commit`."""
@@ -194,21 +195,27 @@ class PolicyReplay:
                     cands = tuple(c for c in cands if self.entries[c].local)
                     if not cands:
                         return matched.name, NO_CANDIDATE, None
-        consulted = (
-            self.router is not None
-            and len(cands) > 1
-            and any(self.configs[c] is not None for c in cands)
-        )
+        consulted, cfgs, priced = self._needs(cands)
         if consulted:
             if not p_logged:
                 raise _Missing("router P")
-            for c in cands:
-                cfg = self.configs[c]
-                if cfg is not None and cfg not in p_logged:
+            for cfg in cfgs:
+                if cfg not in p_logged:
                     raise _Missing(f"P of {cfg}")
-        if any(self.entries[c].price is not None for c in cands) and r.get("tokens") is None:
+        if priced and r.get("tokens") is None:
             raise _Missing("input tokens")
         return matched.name, ROUTED, (matched.name, cands, consulted)
+
+    def _needs(self, cands: tuple[int, ...]) -> tuple[bool, tuple[str, ...], bool]:
+        """Per candidate set (few per policy): whether the router decides, the
+        configurations whose P it reads, whether a price needs the input tokens."""
+        hit = self._needs_cache.get(cands)
+        if hit is None:
+            cfgs = tuple(c for i in cands if (c := self.configs[i]) is not None)
+            consulted = self.router is not None and len(cands) > 1 and bool(cfgs)
+            priced = any(self.entries[i].price is not None for i in cands)
+            hit = self._needs_cache[cands] = (consulted, cfgs, priced)
+        return hit
 
     @staticmethod
     def _pii_types(r: Mapping[str, Any], lookup: _Lookup) -> set[str]:
@@ -324,19 +331,19 @@ class LoggedBaseline:
         self.choice: list[str | None] = []
         self.p = array("d")  # logged P of the choice, NaN where none
         self.cost = array("d")  # logged cost of the choice, NaN where unknown
-        self.policies: Counter[str] = Counter()
+        self.policies: Counter[Any] = Counter()  # digest -> lines
 
     def add(self, r: Mapping[str, Any]) -> None:
-        outcome = str(r["outcome"])
+        outcome = r["outcome"]
         choice = r.get("choice") if outcome == ROUTED else None
-        pc = r.get("p_choice")
-        c = r["cost"].get(choice) if choice is not None else None
         self.outcome.append(outcome)
-        self.decision.append(str(r["decision"]))
-        self.choice.append(str(choice) if choice is not None else None)
-        self.p.append(float(pc) if pc is not None else math.nan)
-        self.cost.append(float(c) if c is not None else math.nan)
-        self.policies[str(r.get("policy"))] += 1
+        self.decision.append(r["decision"])
+        self.choice.append(choice)
+        pc = r.get("p_choice")
+        self.p.append(math.nan if pc is None else pc)
+        c = None if choice is None else r["cost"].get(choice)
+        self.cost.append(math.nan if c is None else c)
+        self.policies[r.get("policy")] += 1
 
     def extend(self, other: LoggedBaseline) -> None:
         self.outcome.extend(other.outcome)
