@@ -1,0 +1,89 @@
+"""The gateway core writes one decision log record per decision it makes (refusals too),
+never blocks on it, and never fails a request because of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from irtgate.policies.compile import compile_policy
+from irtgate.policies.runtime import PolicyRuntime
+from irtgate.server.core import GatewayCore
+from irtgate.server.decision_log import DecisionLog, DecisionLogConfig
+from irtgate.server.metrics import Metrics
+from irtgate.server.settings import Settings
+from irtgate.signals.errors import ClientError
+from irtgate.signals.request import ApiKind
+from tests.policies.fakes import BASE, fake_resources
+
+POLICY = (
+    BASE.replace("upstreams: [local, cloud]", "upstreams: [demo-small, demo-large]")
+    .replace("upstream: local", "upstream: demo-small")
+    .replace("upstream: cloud", "upstream: demo-large")
+    .replace("  probe: {type: t_probe}\n", "  probe: {type: t_probe}\n  pii: {}\n")
+    + """decisions:
+  - name: card
+    priority: 10
+    when: {signal: pii.types, contains: payment_card}
+    candidates: ['*']
+    objective: {method: linear, w: 0.5}
+    plugins:
+      - pii: {action: block, types: [payment_card]}
+default:
+  candidates: ['*']
+  objective: {method: linear, w: 0.5}
+"""
+)
+
+
+def _core(log: DecisionLog, metrics: Metrics) -> GatewayCore:
+    res = fake_resources()
+    rt = PolicyRuntime(
+        None, compile_policy(POLICY, "p.yaml", res), res, watch=False, on_reload=None
+    )
+    return GatewayCore(Settings(), rt, metrics, log)
+
+
+def _body(text: str) -> bytes:
+    return json.dumps({"model": "auto", "messages": [{"role": "user", "content": text}]}).encode()
+
+
+def test_routed_and_refused_decisions_are_logged(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    metrics = Metrics.create(CollectorRegistry())
+    log = DecisionLog(
+        DecisionLogConfig(mode="full", path=path),
+        on_write=metrics.decision_log.labels("written").inc,
+    )
+    log.start()
+    core = _core(log, metrics)
+    asyncio.run(core.decide(ApiKind.CHAT, _body("hello"), "req-1"))
+    with pytest.raises(ClientError):
+        asyncio.run(core.decide(ApiKind.CHAT, _body("card 4111 1111 1111 1111 please")))
+    log.close()
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [r["outcome"] for r in rows] == ["routed", "policy_blocked"]
+    assert rows[0]["request_id"] == "req-1" and len(rows[1]["request_id"]) == 32
+    assert rows[0]["choice"] == "small" and rows[1]["choice"] is None
+    assert rows[1]["decision"] == "card" and rows[1]["pii"] == {"payment_card": 1}
+    # P for every router configuration and a cost for every catalog entry.
+    assert rows[0]["p"] == {"small": 0.5, "mid": 0.7, "big": 0.9}
+    assert set(rows[0]["cost"]) == {"small", "mid", "big"}
+    assert "4111" not in path.read_text()
+    assert metrics.decision_log.labels("written")._value.get() == 2
+
+
+def test_a_failing_log_never_fails_the_request(tmp_path: Path) -> None:
+    class Broken(DecisionLog):
+        def submit(self, record: object) -> None:
+            raise OSError("disk full")
+
+    metrics = Metrics.create(CollectorRegistry())
+    core = _core(Broken(DecisionLogConfig(mode="full", path=tmp_path / "x")), metrics)
+    verdict = asyncio.run(core.decide(ApiKind.CHAT, _body("hello")))
+    assert verdict.outcome == "routed"
+    assert metrics.decision_log.labels("error")._value.get() == 1
