@@ -119,7 +119,7 @@ def main() -> None:
         if args.keep is None or not args.keep.exists():
             write_log(path, n, router, catalog)
         size = path.stat().st_size
-        print(f"wrote {n} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(f"log: {n} lines ({size / 1e6:.0f} MB), ready in {time.perf_counter() - t0:.1f} s")
         load0 = os.getloadavg()[0]
         cpu0 = _cpu()
         t0 = time.perf_counter()

@@ -87,3 +87,24 @@ def test_a_failing_log_never_fails_the_request(tmp_path: Path) -> None:
     verdict = asyncio.run(core.decide(ApiKind.CHAT, _body("hello")))
     assert verdict.outcome == "routed"
     assert metrics.decision_log.labels("error")._value.get() == 1
+
+
+def test_serve_options_build_the_decision_log_settings(tmp_path: Path) -> None:
+    import typer
+
+    from irtgate.server.cli_gateway import build_settings
+    from irtgate.server.decision_log import DecisionLogMode
+
+    s = build_settings(
+        decision_log=DecisionLogMode.SAMPLED,
+        decision_log_file=tmp_path / "d.jsonl",
+        decision_log_sample=0.25,
+        decision_log_max_mib=2,
+        decision_log_backups=3,
+    )
+    assert s.decision_log == DecisionLogConfig(
+        mode="sampled", sample=0.25, path=tmp_path / "d.jsonl", max_bytes=2 * 1024 * 1024, backups=3
+    )
+    assert build_settings().decision_log.mode == "off"
+    with pytest.raises(typer.BadParameter, match="sample"):
+        build_settings(decision_log=DecisionLogMode.SAMPLED, decision_log_sample=1.5)
