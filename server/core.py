@@ -25,7 +25,7 @@ from irtgate.policies.outcome import (
     traces,
 )
 from irtgate.server.client_keys import is_allowed
-from irtgate.server.decision_log import DecisionLog
+from irtgate.server.decision_log import DecisionLog, DecisionRecord
 from irtgate.server.decision_record import build_record
 from irtgate.server.decision_record import request_id as make_request_id
 from irtgate.server.metrics import Metrics
@@ -230,25 +230,31 @@ class GatewayCore:
         request_id: str | None,
         outcome: str,
     ) -> None:
-        """Submit the decision's record; never blocks, and a failure never fails the request."""
+        """Queue the decision's record; it is built and written by the log's own thread, so
+        the request pays only for the queue, and a failure there never reaches it."""
         if not trace.log or self.decision_log is None:
             return
         elapsed = time.perf_counter() - started
-        try:
-            record = build_record(
+        wall = time.time() - elapsed
+        rid, model = make_request_id(request_id), request.model
+
+        def build() -> DecisionRecord:
+            return build_record(
                 trace,
-                request_id=make_request_id(request_id),
-                started_wall=time.time() - elapsed,
+                request_id=rid,
+                started_wall=wall,
                 latency_s=elapsed,
                 api=api.value,
-                model=request.model,
+                model=model,
                 outcome=outcome,
                 policy=trace.policy or "unknown",
                 router=trace.router,
             )
-            self.decision_log.submit(record)
-        except Exception as e:  # a bad record costs its line, never the request
-            log.warning("decision log: record not written (%s)", type(e).__name__)
+
+        try:
+            self.decision_log.submit_later(build)
+        except Exception as e:  # never the request's problem
+            log.warning("decision log: record not queued (%s)", type(e).__name__)
             self.metrics.decision_log.labels("error").inc()
 
     def _count_trace(self, trace: DecisionTrace, decision: str | None, model: str | None) -> None:

@@ -25,7 +25,7 @@ import random
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -122,10 +122,15 @@ class DecisionRecord:
             object.__setattr__(self, name, clean)
 
     def to_json(self) -> str:
-        row = {"v": LOG_VERSION, **asdict(self)}
-        row["signals"] = dict(self.signals)
-        row["pii"] = dict(self.pii)
+        # A shallow row: every value is already a number, a label, or a flat mapping or
+        # tuple of them (dataclasses.asdict would deep-copy it all, most of the cost).
+        row: dict[str, object] = {"v": LOG_VERSION}
+        for name in _FIELDS:
+            row[name] = getattr(self, name)
         return json.dumps(row, separators=(",", ":"), allow_nan=False)
+
+
+_FIELDS = tuple(f.name for f in fields(DecisionRecord))
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,18 @@ class _Sink(logging.Handler):
         with contextlib.suppress(Exception):
             self._inner.close()
         super().close()
+
+
+class _Deferred:
+    """A record built when the writer formats it (``LogRecord.getMessage`` calls str)."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], DecisionRecord]) -> None:
+        self.build = build
+
+    def __str__(self) -> str:
+        return self.build().to_json()
 
 
 class _Listener(logging.handlers.QueueListener):
@@ -239,6 +256,20 @@ class DecisionLog:
             return
         line = record.to_json()  # validated and formatted here, so the writer only writes
         rec = logging.LogRecord("irtgate.decisions", logging.INFO, "", 0, line, None, None)
+        try:
+            self._queue.put_nowait(rec)
+        except queue.Full:
+            self._on_drop()
+
+    def submit_later(self, build: Callable[[], DecisionRecord]) -> None:
+        """Queue a record that the writer thread builds and formats: the request only
+        pays for the queue. ``build`` must not read anything the request still changes.
+        A build that raises is counted as an error, like a failed write."""
+        if self._listener is None:
+            return
+        rec = logging.LogRecord(
+            "irtgate.decisions", logging.INFO, "", 0, _Deferred(build), None, None
+        )
         try:
             self._queue.put_nowait(rec)
         except queue.Full:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from irtgate.policies.compile import compile_policy
 from irtgate.policies.runtime import PolicyRuntime
 from irtgate.server.core import GatewayCore
-from irtgate.server.decision_log import DecisionLog, DecisionLogConfig
+from irtgate.server.decision_log import DecisionLog, DecisionLogConfig, DecisionRecord
 from irtgate.server.metrics import Metrics
 from irtgate.server.settings import Settings
 from irtgate.signals.errors import ClientError
@@ -79,14 +79,33 @@ def test_routed_and_refused_decisions_are_logged(tmp_path: Path) -> None:
 
 def test_a_failing_log_never_fails_the_request(tmp_path: Path) -> None:
     class Broken(DecisionLog):
-        def submit(self, record: object) -> None:
-            raise OSError("disk full")
+        def submit_later(self, build: object) -> None:
+            raise OSError("queue broken")
 
     metrics = Metrics.create(CollectorRegistry())
     core = _core(Broken(DecisionLogConfig(mode="full", path=tmp_path / "x")), metrics)
     verdict = asyncio.run(core.decide(ApiKind.CHAT, _body("hello")))
     assert verdict.outcome == "routed"
     assert metrics.decision_log.labels("error")._value.get() == 1
+
+
+def test_a_record_that_fails_to_build_is_counted_in_the_writer(tmp_path: Path) -> None:
+    errors: list[int] = []
+    written: list[int] = []
+    log = DecisionLog(
+        DecisionLogConfig(mode="full", path=tmp_path / "d.jsonl"),
+        on_error=lambda: errors.append(1),
+        on_write=lambda: written.append(1),
+    )
+    log.start()
+
+    def broken() -> DecisionRecord:
+        raise ValueError("not a label")
+
+    log.submit_later(broken)
+    log.close()
+    assert errors == [1] and written == []
+    assert (tmp_path / "d.jsonl").read_text() == ""
 
 
 def test_serve_options_build_the_decision_log_settings(tmp_path: Path) -> None:
