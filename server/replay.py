@@ -300,11 +300,21 @@ def _select(d: CompiledDecision, p: np.ndarray, cost: np.ndarray) -> np.ndarray:
     if obj.max_cost is not None:
         keep = ~np.isnan(cost) & (cost <= obj.max_cost)
     out = np.full(n, -1, dtype=np.int64)
-    # Rows sharing one set of admitted candidates are selected together.
-    patterns, inverse = np.unique(keep, axis=0, return_inverse=True)
-    for k, pat in enumerate(patterns):
-        rows = np.flatnonzero(inverse.reshape(-1) == k)
-        cols = np.flatnonzero(pat)
+    # Rows sharing one set of admitted candidates are selected together (one set, all of
+    # them, unless a cost cap excludes some).
+    if keep.all():
+        sets: list[tuple[np.ndarray, np.ndarray]] = [(np.arange(n), np.arange(g))]
+    elif g <= 62:  # each row's admitted set as the bits of one integer
+        code = keep.astype(np.int64) @ (np.int64(1) << np.arange(g, dtype=np.int64))
+        sets = [
+            (np.flatnonzero(code == v), np.flatnonzero((int(v) >> np.arange(g)) & 1))
+            for v in np.unique(code)
+        ]
+    else:
+        patterns, inverse = np.unique(keep, axis=0, return_inverse=True)
+        inv = inverse.reshape(-1)
+        sets = [(np.flatnonzero(inv == k), np.flatnonzero(pat)) for k, pat in enumerate(patterns)]
+    for rows, cols in sets:
         if cols.size == 0:
             continue
         if cols.size == 1:

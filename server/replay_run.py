@@ -1,18 +1,18 @@
 """Reading decision logs and running a replay, in one process or several.
 
 A plain log file is cut into byte ranges at line boundaries, one per worker process; each
-worker parses its lines with :mod:`json` and re-decides them (``PolicyReplay.prepare``),
-and hands back compact columns; the parent concatenates them in file order and selects
-(vectorised) once. Workers are forked, so they share the compiled policies and the
-router's card without pickling them; they never run the router's heads. A ``.gz`` log is
-read by one worker. Line numbers in reports are the file's own.
+worker parses its lines with orjson into plain dicts (no validation model per line),
+re-decides them (``PolicyReplay.prepare``) and hands back compact columns; the parent
+concatenates them in file order and selects (vectorised) once. Workers are forked, so
+they share the compiled policies and the router's card without pickling them; they never
+run the router's heads. A ``.gz`` log is read by one worker. Line numbers in reports
+are the file's own.
 """
 
 from __future__ import annotations
 
 import gzip
 import itertools
-import json
 import multiprocessing
 import os
 from collections import Counter
@@ -21,6 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from irtgate.policies.compile import Snapshot
 from irtgate.server.decision_log import LOG_VERSION
@@ -119,15 +121,15 @@ def _run(task: _Task, new: Snapshot, baseline: Snapshot | None, router: str) -> 
     logged = LoggedBaseline()
     bad: list[BadLine] = []
     counts: Counter[str] = Counter()
-    decode, path = json.JSONDecoder().decode, task.path
+    decode, path = orjson.loads, task.path
     lines = 0
     for lineno, line in _lines(task):
         if not line or line.isspace():
             continue
         lines += 1
         try:
-            r = decode(line if isinstance(line, str) else line.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError included
+            r = decode(line)
+        except ValueError:  # orjson.JSONDecodeError and invalid UTF-8 included
             _bad(bad, counts, path, lineno, "not valid JSON (corrupt or truncated line)")
             continue
         if not _well_formed(r):

@@ -244,3 +244,42 @@ def test_two_worker_processes_give_the_same_replay_and_line_numbers(
     assert two[0].choice.tolist() == one[0].choice.tolist()
     assert two[0].decision == one[0].decision and two[2].choice == one[2].choice
     assert [b.line for b in two[3]] == [b.line for b in one[3]] == [14]
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        "{method: linear, w: 0.7, max_cost: 0.004}",
+        "{method: chebyshev, w: 0.5, max_cost: 0.004}",
+        "{method: target, target: 0.6, max_cost: 0.004}",
+        "{method: linear, w: 0.9}",
+    ],
+)
+def test_vectorised_selection_agrees_with_the_engine_row_by_row(objective: str) -> None:
+    import numpy as np
+
+    from irtgate.policies.scoring import Scored, select
+    from irtgate.server.replay import _select
+    from tests.policies.fakes import BASE, fake_resources
+
+    text = BASE + (
+        "decisions:\n  - name: d\n    priority: 1\n    when: {signal: probe.flag, eq: true}\n"
+        f"    candidates: ['*']\n    objective: {objective}\ndefault:\n  candidates: ['*']\n"
+        "  objective: {method: linear, w: 0.5}\n"
+    )
+    snap = compile_policy(text, "p.yaml", fake_resources())
+    d = snap.decisions[0]
+    rng = np.random.default_rng(1)
+    n, g = 400, len(d.candidates)
+    p = rng.uniform(0.2, 0.95, size=(n, g))
+    cost = rng.choice([0.0005, 0.002, 0.003, 0.006, 0.01], size=(n, g))
+    cost[rng.uniform(size=(n, g)) < 0.1] = np.nan  # some unknown costs
+    got = _select(d, p, cost)
+    for i in range(n):
+        costs = tuple(None if np.isnan(c) else float(c) for c in cost[i])
+        scored = Scored(d.candidates, tuple(p[i].tolist()), costs)
+        try:
+            want = d.candidates.index(select(d.objective, scored, "d").entry)
+        except ClientError:
+            want = -1
+        assert got[i] == want, (i, p[i], cost[i])
