@@ -40,10 +40,14 @@ class _Signals:
 
     def __call__(self, name: str) -> Mapping[str, Value] | None:
         if name not in self.values:
+            self.ctx.budget.check()  # nobody waits for the answer any more: stop here
             sig = self.snap.signals[name]
             started = time.perf_counter()
             try:
-                self.values[name] = sig.compute(self.ctx)
+                value = sig.compute(self.ctx)
+                self.values[name] = value
+                if value.get("truncated") is True:
+                    self.trace.truncated.append(sig.name)
             except Exception as e:
                 # Only the exception type: a message could quote the prompt.
                 log.warning("signal %s failed (%s); treated as absent", name, type(e).__name__)
@@ -87,7 +91,13 @@ def narrow(
     # A shallow copy: plugins replace top-level keys; one that edits nested content
     # (redaction) deep-copies first, so large agent bodies are not copied for nothing.
     cands = resolved.pinned if resolved.pinned is not None else matched.candidates
-    state = PluginState(request=request, body=dict(request.body), candidates=list(cands))
+    state = PluginState(
+        request=request,
+        body=dict(request.body),
+        candidates=list(cands),
+        budget=sigs.ctx.budget,
+    )
+    sigs.ctx.budget.check()
     try:
         matched.chain.before_select(state)
     finally:  # a block or an empty candidate list still counts what was found
@@ -102,6 +112,8 @@ def apply(
     state.choice = chosen.entry
     state.body["model"] = chosen.entry.model
     matched.chain.apply(state)
+    if state.notes.get("pii.truncated") is True:
+        trace.truncated.append("pii_plugin")
     trace.p_correct = chosen.p
     trace.cost = chosen.cost
 
@@ -112,7 +124,9 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
     router = snap.resources.router
     resolved = resolve(snap, request)
     embedder = snap.resources.embedder or (router.embedder() if router is not None else None)
-    sigs = _Signals(snap, SignalContext(request, embedder=embedder), trace)
+    work = trace.budget
+    work.start()
+    sigs = _Signals(snap, SignalContext(request, embedder=embedder, budget=work), trace)
     matched = match(snap, sigs)
     decision = matched.decision
     # Candidates whose upstream cannot take this API go before anything else sees them.
@@ -120,8 +134,10 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
     state = narrow(Resolved(tuple(fit)), decision, request, sigs)
     tokens = input_tokens(request, sigs.values)
     cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
+    work.check()
     scored = score(cands, router, sigs.ctx, tokens)
     chosen = select(decision.objective, scored, decision.name)
+    work.check()
     apply(state, decision, chosen, trace)
     # The baseline is the dearest of the decision's own candidates (before any plugin
     # narrowed them): what the request would have cost without routing.
