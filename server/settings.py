@@ -174,7 +174,7 @@ class Settings:
     message_timeout_s: float = 5.0
     # CPU seconds one decision's signals may spend (thread CPU time, not wall time); past
     # it scanning signals stop and report `truncated`. Protects other clients' latency.
-    signal_cpu_budget_s: float = 0.25
+    signal_cpu_budget_s: float = 0.1
     upstreams: tuple[Upstream, ...] = DEMO_UPSTREAMS
     # Where unrouted traffic goes: bodiless requests, unknown models in passthrough mode,
     # and everything when irtgate is down in fail-open mode.

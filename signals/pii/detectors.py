@@ -258,7 +258,7 @@ def find_ips(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
             conf = 0.9
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv4")
     seen: set[int] = set()
-    for m in _each(_ipv6_candidates(text), budget):
+    for m in _ipv6_candidates(text, budget):
         if m.start() in seen:
             continue
         seen.add(m.start())
@@ -273,9 +273,10 @@ def find_ips(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv6")
 
 
-def _ipv6_candidates(text: str) -> Iterator[re.Match[str]]:
+def _ipv6_candidates(text: str, budget: WorkBudget | None) -> Iterator[re.Match[str]]:
     pos = 0
-    for hint in _IPV6_HINT.finditer(text):
+    # Budget checks on the hints: ":1:" repeated yields hints but no address.
+    for hint in _each(_IPV6_HINT.finditer(text), budget):
         if hint.start() < pos:
             continue  # inside the address just found
         # An address starts at most 40 characters before any of its colons and is at most
