@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from irtgate.signals.base import Resources, Value
+from irtgate.signals.base import Resources, Value, WorkBudget
 from irtgate.signals.request import LLMRequest
 
 
@@ -58,6 +58,8 @@ class PluginState:
     # Per-plugin private data for the span of one request (e.g. PII findings between the
     # two phases); keyed by the plugin's position so two instances never collide.
     scratch: dict[int, Any] = field(default_factory=dict)
+    # The request's work budget: plugins that scan text stop when it is spent.
+    budget: WorkBudget | None = None
 
 
 class Plugin:

@@ -48,10 +48,14 @@ class _Signals:
 
     def __call__(self, name: str) -> Mapping[str, Value] | None:
         if name not in self.values:
+            self.ctx.budget.check()  # nobody waits for the answer any more: stop here
             sig = self.snap.signals[name]
             started = time.perf_counter()
             try:
-                self.values[name] = sig.compute(self.ctx)
+                value = sig.compute(self.ctx)
+                self.values[name] = value
+                if value.get("truncated") is True:
+                    self.trace.truncated.append(sig.name)
             except Exception as e:
                 # Only the exception type: a message could quote the prompt.
                 log.warning("signal %s failed (%s); treated as absent", name, type(e).__name__)
@@ -95,7 +99,13 @@ def narrow(
     # A shallow copy: plugins replace top-level keys; one that edits nested content
     # (redaction) deep-copies first, so large agent bodies are not copied for nothing.
     cands = resolved.pinned if resolved.pinned is not None else matched.candidates
-    state = PluginState(request=request, body=dict(request.body), candidates=list(cands))
+    state = PluginState(
+        request=request,
+        body=dict(request.body),
+        candidates=list(cands),
+        budget=sigs.ctx.budget,
+    )
+    sigs.ctx.budget.check()
     try:
         matched.chain.before_select(state)
     finally:  # a block or an empty candidate list still counts what was found
@@ -110,6 +120,8 @@ def apply(
     state.choice = chosen.entry
     state.body["model"] = chosen.entry.model
     matched.chain.apply(state)
+    if state.notes.get("pii.truncated") is True:
+        trace.truncated.append("pii_plugin")
     trace.p_correct = chosen.p
     trace.cost = chosen.cost
 
@@ -119,7 +131,9 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
     trace = trace if trace is not None else DecisionTrace()
     router = snap.resources.router
     embedder = snap.resources.embedder or (router.embedder() if router is not None else None)
-    sigs = _Signals(snap, SignalContext(request, embedder=embedder), trace)
+    work = trace.budget
+    work.start()
+    sigs = _Signals(snap, SignalContext(request, embedder=embedder, budget=work), trace)
     try:
         resolved = resolve(snap, request)
         matched = match(snap, sigs)
@@ -131,8 +145,10 @@ def decide_sync(snap: Snapshot, request: LLMRequest, trace: DecisionTrace | None
         state = narrow(Resolved(tuple(fit)), decision, request, sigs)
         tokens = input_tokens(request, sigs.values)
         cands: list[CatalogEntry] = state.candidates  # type: ignore[assignment]
+        work.check()
         scored = score(cands, router, sigs.ctx, tokens)
         chosen = select(decision.objective, scored, decision.name)
+        work.check()
         trace.choice = chosen.entry.name
         apply(state, decision, chosen, trace)
     finally:

@@ -42,9 +42,31 @@ class Source:
         return Problem(self.file, self.line(path), tuple(path), message)
 
 
+# A policy is a few KB; this leaves room for large catalogs and keyword lists while keeping
+# a hostile file from costing the server memory or time to read.
+MAX_POLICY_BYTES = 1024 * 1024
+
+
 def _walk(
-    node: yaml.Node, path: PathT, lines: dict[PathT, int], dups: list[Problem], file: str
+    node: yaml.Node,
+    path: PathT,
+    lines: dict[PathT, int],
+    dups: list[Problem],
+    file: str,
+    visited: set[int] | None = None,
+    line: int | None = None,
 ) -> None:
+    # An alias (*name) hands back the very node its anchor made, so a node met twice is an
+    # alias. They are refused, and not followed: nested aliases ("billion laughs") expand
+    # exponentially, and a 0.5 KB file took 8 GB to walk.
+    visited = visited if visited is not None else set()
+    if id(node) in visited:
+        where = line if line is not None else node.start_mark.line + 1
+        dups.append(
+            Problem(file, where, path, "YAML aliases (*name) are not allowed; write the value out")
+        )
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for k, v in node.value:
@@ -62,15 +84,18 @@ def _walk(
             else:
                 seen[key] = line
             lines.setdefault((*path, key), line)
-            _walk(v, (*path, key), lines, dups, file)
+            _walk(v, (*path, key), lines, dups, file, visited, line)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines.setdefault((*path, i), item.start_mark.line + 1)
-            _walk(item, (*path, i), lines, dups, file)
+            _walk(item, (*path, i), lines, dups, file, visited, line)
 
 
 def parse_yaml(text: str, file: str) -> Source:
-    """Parse YAML text; syntax errors and duplicate keys raise :class:`PolicyError`."""
+    """Parse YAML text; syntax errors, duplicate keys, aliases and texts over
+    :data:`MAX_POLICY_BYTES` raise :class:`PolicyError`."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyError([_too_big(file)])
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -79,6 +104,8 @@ def parse_yaml(text: str, file: str) -> Source:
         lines: dict[PathT, int] = {(): node.start_mark.line + 1}
         dups: list[Problem] = []
         _walk(node, (), lines, dups, file)
+        if dups:
+            raise PolicyError(dups)  # before constructing: aliases are never expanded
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -87,11 +114,15 @@ def parse_yaml(text: str, file: str) -> Source:
         raise PolicyError([Problem(file, line, (), f"YAML syntax: {msg}")]) from None
     except yaml.YAMLError as e:
         raise PolicyError([Problem(file, None, (), f"YAML: {e}")]) from None
+    except RecursionError:
+        raise PolicyError([Problem(file, None, (), "YAML: nested too deeply")]) from None
     finally:
         loader.dispose()
-    if dups:
-        raise PolicyError(dups)
     return Source(file, data, lines)
+
+
+def _too_big(file: str) -> Problem:
+    return Problem(file, None, (), f"the policy file is larger than {MAX_POLICY_BYTES} bytes")
 
 
 def _message(err: Any) -> str:
@@ -154,6 +185,10 @@ def load_source(path: Path | None) -> tuple[str, str]:
     if path is None:
         path = Path(__file__).with_name("default.yaml")
     try:
-        return str(path), path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)  # never the whole of a huge or endless file
+        if len(raw) > MAX_POLICY_BYTES:
+            raise PolicyError([_too_big(str(path))])
+        return str(path), raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PolicyError([Problem(str(path), None, (), f"cannot read: {e}")]) from None

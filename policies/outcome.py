@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeGuard, runtime_checkable
 
-from irtgate.signals.base import Value
+from irtgate.signals.base import Value, WorkBudget
 from irtgate.signals.irt.router_api import Cost, RouterScores
 from irtgate.signals.request import LLMRequest
 
@@ -64,6 +64,10 @@ class DecisionTrace:
     cost: float | None = None  # expected USD of the choice, when known
     # Expected USD had the request gone to the dearest of the decision's candidates.
     baseline_cost: float | None = None
+    # What the decision may spend (the gateway sets and cancels it; see WorkBudget), and
+    # the signal types (and "pii_plugin") that saw a truncated view because of it.
+    budget: WorkBudget = field(default_factory=WorkBudget)
+    truncated: list[str] = field(default_factory=list)
 
     # For the decision log, filled only when ``log`` is set (the record is wanted): what
     # replaying the decision needs. Still numbers and labels only.

@@ -123,7 +123,14 @@ class PolicyRuntime:
 
     async def decide(self, request: LLMRequest, trace: DecisionTrace | None = None) -> Outcome:
         snap = self._snapshot  # one snapshot for the whole request
-        return await asyncio.to_thread(decide_sync, snap, request, trace)
+        trace = trace if trace is not None else DecisionTrace()
+        try:
+            return await asyncio.to_thread(decide_sync, snap, request, trace)
+        except asyncio.CancelledError:
+            # Nobody waits for the answer (Envoy's timeout, a cancelled stream, shutdown):
+            # the worker thread stops at its next budget check instead of running on.
+            trace.budget.cancel()
+            raise
 
     def upstreams(self) -> tuple[str, ...]:
         return tuple(self._snapshot.policy.upstreams)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
+import threading
 from contextlib import suppress
 
 import grpc
@@ -208,13 +210,39 @@ def build(
     return Gateway(settings, load_decider(settings, metrics), registry, metrics, **options)
 
 
+# After the drain, what may still run: closing sockets, the decider's stop, logging.
+EXIT_MARGIN_S = 1.0
+
+
+def exit_after(seconds: float) -> threading.Timer:
+    """End the process in ``seconds`` whatever is running, unless it has exited by then.
+
+    Decisions are cancelled when the server stops (their workers check the request's
+    budget), but a worker stuck inside one long C call (a regex, a model) cannot be
+    interrupted, and Python waits for its worker threads at exit. A daemon timer does not
+    keep the process alive, so it only fires when something else does.
+    """
+
+    def hard_exit() -> None:
+        log.error("still running %.1f s after the stop signal; exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 async def serve(settings: Settings) -> None:
-    """``irtgate serve``: run until SIGINT/SIGTERM, then drain."""
+    """``irtgate serve``: run until SIGINT/SIGTERM, then drain; gone within the drain time
+    (plus :data:`EXIT_MARGIN_S`) whatever is running."""
     gateway = build(settings)
     await gateway.start()
     try:
         await wait_for_signal()
     finally:
+        exit_after(settings.drain_grace_s + EXIT_MARGIN_S)
         log.info("shutting down; draining streams for up to %.1f s", settings.drain_grace_s)
         await gateway.stop()
 

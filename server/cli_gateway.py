@@ -54,6 +54,13 @@ UnknownOpt = Annotated[
 ]
 FailOpt = Annotated[FailMode, typer.Option(help="irtgate down: closed = JSON 503, open = pass.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Envoy's per-message ext_proc timeout (s).")]
+CpuBudgetOpt = Annotated[
+    float,
+    typer.Option(
+        "--signal-cpu-budget",
+        help="CPU seconds one decision's signals may use; past it, scans stop (truncated).",
+    ),
+]
 UpstreamOpt = Annotated[
     list[str] | None,
     typer.Option("--upstream", help="NAME=HOST:PORT[,model,...] (repeat); default: demo ones."),
@@ -170,6 +177,7 @@ def build_settings(
     unknown_model: UnknownModelMode = _D.unknown_model,
     fail_mode: FailMode = _D.fail_mode,
     message_timeout: float = _D.message_timeout_s,
+    signal_cpu_budget: float = _D.signal_cpu_budget_s,
     upstream: list[str] | None = None,
     default_upstream: str | None = None,
     policy: Path | None = None,
@@ -253,6 +261,7 @@ def build_settings(
             unknown_model=unknown_model,
             fail_mode=fail_mode,
             message_timeout_s=message_timeout,
+            signal_cpu_budget_s=signal_cpu_budget,
             policy_path=policy,
             policy_watch=watch,
             router_path=router,
@@ -277,6 +286,7 @@ def register(app: typer.Typer) -> None:
         unknown_model: UnknownOpt = _D.unknown_model,
         fail_mode: FailOpt = _D.fail_mode,
         message_timeout: TimeoutOpt = _D.message_timeout_s,
+        signal_cpu_budget: CpuBudgetOpt = _D.signal_cpu_budget_s,
         upstream: UpstreamOpt = None,
         upstreams_file: UpstreamsFileOpt = None,
         client_keys: ClientKeysOpt = None,
@@ -334,6 +344,7 @@ def register(app: typer.Typer) -> None:
         unknown_model: UnknownOpt = _D.unknown_model,
         fail_mode: FailOpt = _D.fail_mode,
         message_timeout: TimeoutOpt = _D.message_timeout_s,
+        signal_cpu_budget: CpuBudgetOpt = _D.signal_cpu_budget_s,
         upstream: UpstreamOpt = None,
         upstreams_file: UpstreamsFileOpt = None,
         client_keys: ClientKeysOpt = None,

@@ -8,6 +8,7 @@ server. Metrics are counted here, exactly once per request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -28,11 +29,12 @@ from irtgate.server.client_keys import is_allowed
 from irtgate.server.decision_log import DecisionLog, DecisionRecord
 from irtgate.server.decision_record import build_record
 from irtgate.server.decision_record import request_id as make_request_id
+from irtgate.server.encoding import IDENTITY, check_charset, content_coding, decode_body
 from irtgate.server.metrics import Metrics
 from irtgate.server.parse import api_for_path, parse_request
 from irtgate.server.settings import Settings, UnknownModelMode
 from irtgate.signals import errors
-from irtgate.signals.base import Value
+from irtgate.signals.base import Value, WorkBudget
 from irtgate.signals.errors import ClientError
 from irtgate.signals.request import ApiKind, LLMRequest
 
@@ -148,9 +150,15 @@ class GatewayCore:
         raise error
 
     def check_headers(
-        self, method: str, path: str, content_type: str | None, content_length: int | None
-    ) -> ApiKind | None:
-        """The API to route for this request, None to pass it through; raises on bad input."""
+        self,
+        method: str,
+        path: str,
+        content_type: str | None,
+        content_length: int | None,
+        content_encoding: str | None = None,
+    ) -> tuple[ApiKind, str] | None:
+        """The API to route for this request and the body's content coding, None to pass
+        it through; raises on bad input."""
         api = api_for_path(path)
         if api is None or method != "POST":
             return None
@@ -160,12 +168,14 @@ class GatewayCore:
                 raise errors.UNSUPPORTED_MEDIA_TYPE.with_message(
                     f"content-type must be application/json, got {got}"
                 )
+            check_charset(content_type)
+            coding = content_coding(content_encoding)
             if content_length is not None and content_length > self.settings.body_limit:
                 raise self._too_large(content_length)
         except ClientError as e:
             self.count_rejection(api, e)
             raise
-        return api
+        return api, coding
 
     def _too_large(self, size: int) -> ClientError:
         return errors.BODY_TOO_LARGE.with_message(
@@ -174,14 +184,22 @@ class GatewayCore:
 
     # -- request body ------------------------------------------------------------------
 
-    async def decide(self, api: ApiKind, body: bytes, request_id: str | None = None) -> Verdict:
-        """Parse, decide and count one request body. Raises ClientError only.
+    async def decide(
+        self,
+        api: ApiKind,
+        body: bytes,
+        coding: str = IDENTITY,
+        request_id: str | None = None,
+    ) -> Verdict:
+        """Parse, decide and count one request body (``coding``: its content coding, as
+        :meth:`check_headers` returned it). Raises ClientError only.
 
         ``request_id``: Envoy's ``x-request-id``, for the decision log (else one is made)."""
         started = time.perf_counter()
         try:
             if len(body) > self.settings.body_limit:
                 raise self._too_large(len(body))
+            body = decode_body(body, coding, self.settings.body_limit)
             request = parse_request(api, body)
             if self.routes(request.model):
                 verdict = self._fits(api, await self._route(request, api, started, request_id))
@@ -192,6 +210,10 @@ class GatewayCore:
                 verdict = self._passthrough(request.model, api)
         except ClientError as e:
             self.count_rejection(api, e)
+            raise
+        except asyncio.CancelledError:
+            # Envoy gave up (its message timeout) or the stream or call went away.
+            self.metrics.errors.labels("abandoned").inc()
             raise
         except Exception as e:
             # Type name only: an exception message may quote the request.
@@ -208,10 +230,17 @@ class GatewayCore:
     ) -> Verdict:
         if self._tracing is None:
             return self._verdict(await self.decider.decide(request))
-        trace = DecisionTrace()
+        trace = DecisionTrace(budget=WorkBudget(self.settings.signal_cpu_budget_s))
         trace.log = self.decision_log is not None and self.decision_log.wanted()
         try:
-            outcome = await self._tracing.decide(request, trace)
+            # Envoy gives up on us after its message timeout; so do we, and the decider
+            # stops its worker (see PolicyRuntime.decide) instead of running on unseen.
+            async with asyncio.timeout(self.settings.message_timeout_s):
+                outcome = await self._tracing.decide(request, trace)
+        except TimeoutError:
+            trace.budget.cancel()
+            self._log(trace, request, api, started, request_id, "decision_timeout")
+            raise errors.DECISION_TIMEOUT from None
         except ClientError as e:
             self._count_trace(trace, None, None)  # what a refused request computed and found
             self._log(trace, request, api, started, request_id, e.code)
@@ -259,6 +288,8 @@ class GatewayCore:
 
     def _count_trace(self, trace: DecisionTrace, decision: str | None, model: str | None) -> None:
         m = self.metrics
+        for signal in trace.truncated:
+            m.signal_truncations.labels(safe_label(signal)).inc()
         for signal, seconds in trace.signal_seconds:
             m.signal_latency.labels(safe_label(signal)).observe(seconds)
         for (kind, action), n in trace.pii.items():

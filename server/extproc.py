@@ -30,6 +30,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
 from irtgate.server.core import GatewayCore, Verdict
+from irtgate.server.encoding import IDENTITY
 from irtgate.signals import errors
 from irtgate.signals.errors import ClientError
 from irtgate.signals.request import ApiKind
@@ -81,6 +82,7 @@ class StreamProcessor:
         # True once nothing more is expected from Envoy for this request (see Process).
         self.done = False
         self.request_id: str | None = None
+        self.coding = IDENTITY
 
     async def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -103,12 +105,16 @@ class StreamProcessor:
         h = _headers_map(msg.headers)
         self.core.check_client(h.get(":path", ""), h)
         length = h.get("content-length")
-        api = self.core.check_headers(
+        checked = self.core.check_headers(
             method=h.get(":method", ""),
             path=h.get(":path", ""),
             content_type=h.get("content-type"),
             content_length=int(length) if length and length.isdigit() else None,
+            content_encoding=h.get("content-encoding"),
         )
+        api = None
+        if checked is not None:
+            api, self.coding = checked
         if api is not None and msg.end_of_stream:
             # A POST to an LLM path without a body: there is nothing to route.
             error = errors.INVALID_JSON.with_message("request body is empty")
@@ -132,7 +138,7 @@ class StreamProcessor:
         self.done = True
         if self.api is None:  # counted at the headers, where the stream normally ends
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
-        verdict = await self.core.decide(self.api, msg.body, self.request_id)
+        verdict = await self.core.decide(self.api, msg.body, self.coding, self.request_id)
         common = pb.CommonResponse(clear_route_cache=True)
         mutation = common.header_mutation
         mutation.set_headers.append(header(ROUTE_HEADER, verdict.upstream))
@@ -146,6 +152,9 @@ class StreamProcessor:
             common.body_mutation.body = verdict.new_body
             # Envoy rejects a mutated body whose length disagrees with content-length.
             mutation.set_headers.append(header("content-length", str(len(verdict.new_body))))
+            if self.coding != IDENTITY:
+                # The rewritten body is plain JSON; a kept gzip label would break the upstream.
+                mutation.remove_headers.append("content-encoding")
         return pb.ProcessingResponse(
             request_body=pb.BodyResponse(response=common), dynamic_metadata=_metadata(verdict)
         )

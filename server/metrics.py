@@ -31,6 +31,8 @@ ERROR_KINDS: Final = (
     "no_candidate",
     "internal_error",
     "stream_error",
+    "decision_timeout",  # irtgate's own message timeout fired; the decision was abandoned
+    "abandoned",  # the stream or call was cancelled (Envoy timed out, client gone, shutdown)
 )
 
 _LATENCY_BUCKETS: Final = (
@@ -62,6 +64,7 @@ class Metrics:
     policy_info: Gauge
     pii_findings: Counter
     encoder_truncations: Counter
+    signal_truncations: Counter
     p_correct: Histogram
     estimated_cost: Counter
     baseline_cost: Counter
@@ -129,6 +132,14 @@ class Metrics:
                 "encoder_truncations",
                 "Requests whose text was cut to the encoder's window.",
                 ["encoder"],
+                namespace=ns,
+                registry=registry,
+            ),
+            signal_truncations=Counter(
+                "signal_truncations",
+                "Requests where a signal (or the pii plugin) saw a truncated view: over its "
+                "size bound or the request's CPU budget.",
+                ["signal"],
                 namespace=ns,
                 registry=registry,
             ),

@@ -173,6 +173,9 @@ class Settings:
     fail_mode: FailMode = FailMode.CLOSED
     # Per ext_proc message; Envoy's 200 ms default is too tight for Python under load.
     message_timeout_s: float = 5.0
+    # CPU seconds one decision's signals may spend (thread CPU time, not wall time); past
+    # it scanning signals stop and report `truncated`. Protects other clients' latency.
+    signal_cpu_budget_s: float = 0.1
     upstreams: tuple[Upstream, ...] = DEMO_UPSTREAMS
     # Where unrouted traffic goes: bodiless requests, unknown models in passthrough mode,
     # and everything when irtgate is down in fail-open mode.
@@ -205,6 +208,8 @@ class Settings:
             raise ValueError("body_limit must be positive")
         if self.message_timeout_s <= 0:
             raise ValueError("message_timeout_s must be positive")
+        if self.signal_cpu_budget_s <= 0:
+            raise ValueError("signal_cpu_budget_s must be positive")
         if not self.aliases:
             raise ValueError("at least one routing alias is needed")
         if self.client_key_hashes is not None and self.fail_mode is FailMode.OPEN:

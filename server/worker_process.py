@@ -34,7 +34,7 @@ def main() -> None:
 
 
 async def _worker(settings: Settings, channel: TextIO) -> None:
-    from irtgate.server.app import build, wait_for_signal
+    from irtgate.server.app import EXIT_MARGIN_S, build, exit_after, wait_for_signal
 
     loop = asyncio.get_running_loop()
     orphaned = asyncio.Event()
@@ -57,6 +57,8 @@ async def _worker(settings: Settings, channel: TextIO) -> None:
     finally:
         for w in waits:
             w.cancel()
+        # Gone within the drain time even with a worker thread stuck in signal work.
+        exit_after(settings.drain_grace_s + EXIT_MARGIN_S)
         _tell(channel, "draining")
         await gateway.stop()
 

@@ -9,9 +9,11 @@ Only the signals a loaded policy references are built and computed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -38,12 +40,72 @@ class TokenIds:
     by_text: Mapping[str, list[int]]
 
 
+_T = TypeVar("_T")
+
+
+class DecisionAbandoned(Exception):
+    """The answer is no longer wanted (Envoy's message timeout fired, the client or the
+    stream went away, the server is stopping): the decision stops where it is."""
+
+
+class WorkBudget:
+    """How much CPU one request's signals may use, and whether anyone still waits.
+
+    Two bounds. Soft: ``cpu_seconds`` of the deciding thread's own CPU time (time spent
+    waiting for the GIL or a core is not counted, so a busy server does not cut normal
+    requests short); a signal that finds it spent stops scanning and reports
+    ``truncated``. Hard: :meth:`cancel` (any thread) when the answer is no longer wanted;
+    the decision then stops at the next check with :class:`DecisionAbandoned`.
+    """
+
+    __slots__ = ("_cancelled", "_start", "cpu_seconds")
+
+    CHECK_EVERY = 8  # items between clock reads in :meth:`bounded` (~1 us a read)
+
+    def __init__(self, cpu_seconds: float = math.inf) -> None:
+        self.cpu_seconds = cpu_seconds
+        self._start: float | None = None
+        self._cancelled = False
+
+    def start(self) -> None:
+        """Start the clock; called on the thread that does the work."""
+        self._start = time.thread_time()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def spent(self) -> bool:
+        """Cancelled, or the soft CPU bound is used up."""
+        if self._cancelled:
+            return True
+        if self._start is None or self.cpu_seconds == math.inf:
+            return False
+        return time.thread_time() - self._start >= self.cpu_seconds
+
+    def check(self) -> None:
+        """Raise :class:`DecisionAbandoned` if cancelled (between steps of a decision)."""
+        if self._cancelled:
+            raise DecisionAbandoned
+
+    def bounded(self, items: Iterable[_T]) -> Iterator[_T]:
+        """``items`` until the budget is spent (checked every :attr:`CHECK_EVERY` items)."""
+        for n, item in enumerate(items, 1):
+            if n % self.CHECK_EVERY == 0 and self.spent():
+                return
+            yield item
+
+
 @dataclass
 class SignalContext:
     """Per-request state shared by all signals: one request, at most one encoder pass."""
 
     request: LLMRequest
     embedder: EmbeddingSource | None = None
+    budget: WorkBudget = field(default_factory=WorkBudget)
     _embedding: np.ndarray | None = field(default=None, init=False, repr=False)
     # Values other signals already produced, so a signal may build on another (e.g. the
     # domain head and the IRT heads both read the same embedding).

@@ -57,6 +57,9 @@ INVALID_API_KEY: Final = ClientError(
     401, "invalid_request_error", "invalid_api_key", "a valid gateway API key is required"
 )
 INTERNAL: Final = ClientError(500, "server_error", "internal_error", "internal error in irtgate")
+DECISION_TIMEOUT: Final = ClientError(
+    504, "server_error", "decision_timeout", "irtgate did not decide within the message timeout"
+)
 
 ALL: Final = (
     INVALID_JSON,
@@ -69,4 +72,5 @@ ALL: Final = (
     API_NOT_SERVED,
     INVALID_API_KEY,
     INTERNAL,
+    DECISION_TIMEOUT,
 )

@@ -7,8 +7,11 @@
           sql: {regexes: ['\\bselect\\b.+\\bfrom\\b'], case_sensitive: false}
         scope: last_user        # or: user (every user turn), all (every turn)
 
-Fields: ``matched`` (the names of the lists that matched, in declaration order) and one
-boolean per list, named after it. Patterns are checked when the policy loads: they must
+Fields: ``matched`` (the names of the lists that matched, in declaration order), one
+boolean per list, named after it, and ``truncated`` (the request's CPU budget ran out
+before every regex had looked). In texts over 2,048 characters regexes are searched in
+overlapping windows, so a match longer than 1,024 characters may be missed and ``$``
+may also match at a window's end. Patterns are checked when the policy loads: they must
 compile, be at most 500 characters, not match the empty string, and not nest an unbounded
 repeat inside another (``(a+)+``, the classic catastrophic-backtracking shape; write it
 with a possessive quantifier or an atomic group, ``(?>a+)+``, if it is really meant).
@@ -20,15 +23,21 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from irtgate.signals.base import Resources, SignalContext, Value, register
+from irtgate.signals.base import Resources, SignalContext, Value, WorkBudget, register
 
 MAX_PATTERN_CHARS = 500
+# Texts longer than this are searched by regexes in windows of this size, overlapping by
+# half: every match up to REGEX_STEP characters long is found, and a regex's worst case
+# (quadratic in what it searches) is paid per window, so linear in the text.
+REGEX_WINDOW = 2048
+REGEX_STEP = REGEX_WINDOW // 2
 MAX_LITERAL_CHARS = 200
 MAX_ITEMS = 2000
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _LIST_KEYS = frozenset({"literals", "regexes", "word_boundary", "case_sensitive"})
 _PARAMS = frozenset({"lists", "scope", "max_chars"})
 _SCOPES = ("last_user", "user", "all")
+_RESERVED = frozenset({"matched", "truncated"})
 _REPEATS = {"MAX_REPEAT", "MIN_REPEAT"}
 _SAFE = {"POSSESSIVE_REPEAT", "ATOMIC_GROUP"}  # no backtracking into these
 
@@ -109,9 +118,10 @@ class _KeywordList:
             raise ValueError(f"{where}.regexes: expected a list of at most {MAX_ITEMS} strings")
         if not literals and not regexes:
             raise ValueError(f"{where}: needs at least one literal or regex")
-        self.patterns: list[re.Pattern[str]] = [
+        self.regexes: list[re.Pattern[str]] = [
             check_regex(r, flags, f"{where}.regexes[{i}]") for i, r in enumerate(regexes)
         ]
+        self.literals: re.Pattern[str] | None = None
         if literals:
             # One alternation for all literals, longest first so "new york" beats "new".
             alt = "|".join(re.escape(w) for w in sorted(set(literals), key=len, reverse=True))
@@ -119,10 +129,26 @@ class _KeywordList:
                 # Lookarounds rather than \b so literals that start or end with punctuation
                 # ("c++", ".net") still get a boundary.
                 alt = rf"(?<!\w)(?:{alt})(?!\w)"
-            self.patterns.insert(0, re.compile(alt, flags))
+            self.literals = re.compile(alt, flags)
 
-    def matches(self, texts: Sequence[str]) -> bool:
-        return any(p.search(t) for t in texts for p in self.patterns)
+    def matches(self, texts: Sequence[str], budget: WorkBudget) -> bool | None:
+        """Whether any text matches; None if the budget ran out before an answer."""
+        if self.literals is not None and any(self.literals.search(t) for t in texts):
+            return True  # one alternation: linear in the text
+        for p in self.regexes:
+            for t in texts:
+                if len(t) <= REGEX_WINDOW:
+                    if p.search(t):
+                        return True
+                    continue
+                # An operator's regex can be quadratic on a hostile text ("\bselect\b.+
+                # \bfrom\b" on 80 KB of "select ": 20 s); windows bound each search.
+                for start in range(0, len(t) - REGEX_STEP, REGEX_STEP):
+                    if budget.spent():
+                        return None
+                    if p.search(t, start, start + REGEX_WINDOW):
+                        return True
+        return False
 
 
 def _str_list(v: Any, where: str, max_chars: int) -> list[str]:
@@ -137,7 +163,7 @@ def _str_list(v: Any, where: str, max_chars: int) -> list[str]:
 class KeywordSignal:
     name: ClassVar[str] = "keyword"
     # Per-list booleans are added by the factory on a subclass (see make_keyword).
-    fields: ClassVar[Mapping[str, type]] = {"matched": tuple}
+    fields: ClassVar[Mapping[str, type]] = {"matched": tuple, "truncated": bool}
 
     def __init__(self, lists: dict[str, _KeywordList], scope: str, max_chars: int) -> None:
         self.lists = lists
@@ -159,9 +185,11 @@ class KeywordSignal:
 
     def compute(self, ctx: SignalContext) -> Mapping[str, Value]:
         texts = self._texts(ctx)
-        hits = {name: kl.matches(texts) for name, kl in self.lists.items()}
+        found = {name: kl.matches(texts, ctx.budget) for name, kl in self.lists.items()}
+        hits = {name: hit is True for name, hit in found.items()}
         out: dict[str, Value] = {"matched": tuple(n for n, hit in hits.items() if hit)}
         out.update(hits)
+        out["truncated"] = any(hit is None for hit in found.values())
         return out
 
 
@@ -175,10 +203,10 @@ def make_keyword(params: Mapping[str, Any], resources: Resources) -> KeywordSign
         raise ValueError("lists: expected a non-empty mapping of list name -> spec")
     built: dict[str, _KeywordList] = {}
     for name, spec in lists.items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "matched":
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in _RESERVED:
             raise ValueError(
                 f"lists: bad list name {name!r}; use lower-case letters, digits and _, "
-                "starting with a letter, and not 'matched'"
+                "starting with a letter, and not 'matched' or 'truncated'"
             )
         built[name] = _KeywordList(name, spec)
     scope = params.get("scope", "last_user")
@@ -189,7 +217,7 @@ def make_keyword(params: Mapping[str, Any], resources: Resources) -> KeywordSign
         raise ValueError(f"max_chars: expected an integer >= 100, got {max_chars!r}")
     # The per-list booleans are part of the declared fields, so policy validation can check
     # `keyword.urgent` like any other field; a subclass per configuration carries them.
-    fields: dict[str, type] = {"matched": tuple, **{n: bool for n in built}}
+    fields: dict[str, type] = {"matched": tuple, "truncated": bool, **{n: bool for n in built}}
     cls = type("KeywordSignal", (KeywordSignal,), {"fields": fields})
     signal: KeywordSignal = cls(built, scope, max_chars)
     return signal

@@ -6,7 +6,13 @@ a ``confidence`` and a ``kind`` (e.g. ``aws_access_key``), and never the matched
 ``detect_all(text)`` is the same without the 0.5 confidence floor.
 """
 
-from irtgate.signals.pii.scan import PIIScanner, detect_all, find_pii, parse_types
+from irtgate.signals.pii.scan import (
+    PIIScanner,
+    detect_all,
+    detect_all_within,
+    find_pii,
+    parse_types,
+)
 from irtgate.signals.pii.signal import SCRATCH_KEY, PIISignal, make_pii
 from irtgate.signals.pii.types import PATTERN_TYPES, Finding, PIIType
 
@@ -18,6 +24,7 @@ __all__ = [
     "PIISignal",
     "PIIType",
     "detect_all",
+    "detect_all_within",
     "find_pii",
     "make_pii",
     "parse_types",

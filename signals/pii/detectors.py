@@ -13,9 +13,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from irtgate.signals.base import WorkBudget
 from irtgate.signals.pii.types import Finding, PIIType
+
+_T = TypeVar("_T")
+
+
+def _each(items: Iterator[_T], budget: WorkBudget | None) -> Iterator[_T]:
+    """The candidates a detector may still look at: all of them, or until the request's
+    work budget is spent (then the scan is reported truncated)."""
+    return items if budget is None else budget.bounded(items)
+
 
 # Words just before a number that say "this is an identifier, not personal data".
 _ID_CONTEXT = re.compile(
@@ -49,10 +59,10 @@ _EMAIL = re.compile(
 )
 
 
-def find_emails(text: str) -> Iterator[Finding]:
+def find_emails(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
     if "@" not in text:
         return
-    for m in _EMAIL.finditer(text):
+    for m in _each(_EMAIL.finditer(text), budget):
         local = m.group().split("@", 1)[0]
         if ".." in local:
             continue
@@ -71,11 +81,13 @@ _PHONE_CANDIDATE = re.compile(r"[+(\d](?<![\w+][+(\d])[\d \t().\-/]{5,60}\d(?!\w
 _NOT_PHONE = re.compile(r"\d+\.\d+|\d{4}-\d\d-\d\d")
 
 
-def find_phones(text: str, regions: Sequence[str]) -> Iterator[Finding]:
+def find_phones(
+    text: str, regions: Sequence[str], budget: WorkBudget | None = None
+) -> Iterator[Finding]:
     import phonenumbers
 
     leniency = phonenumbers.Leniency
-    for cand in _PHONE_CANDIDATE.finditer(text):
+    for cand in _each(_PHONE_CANDIDATE.finditer(text), budget):
         window = cand.group()
         if sum(c.isdigit() for c in window) < 7 or _NOT_PHONE.fullmatch(window):
             continue
@@ -151,10 +163,10 @@ def _card_brand(digits: str) -> str | None:
     return None
 
 
-def find_cards(text: str) -> Iterator[Finding]:
+def find_cards(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
     from stdnum import luhn
 
-    for m in _CARD.finditer(text):
+    for m in _each(_CARD.finditer(text), budget):
         raw = m.group()
         digits = re.sub(r"\D", "", raw)
         if not 12 <= len(digits) <= 19 or not luhn.is_valid(digits):
@@ -178,10 +190,10 @@ def find_cards(text: str) -> Iterator[Finding]:
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![a-z0-9])")
 
 
-def find_ibans(text: str) -> Iterator[Finding]:
+def find_ibans(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
     from stdnum import iban
 
-    for m in _IBAN.finditer(text):
+    for m in _each(_IBAN.finditer(text), budget):
         raw = m.group()
         # Positions of the non-space characters, so a valid prefix maps back to a span: the
         # greedy pattern can run on into a following upper-case word ("... 00 IBAN").
@@ -199,10 +211,10 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d\d\1\d{4}(?![\d-])")
 _SSN_BARE = re.compile(r"\d(?<![\d-]\d)\d{8}(?![\d-])")
 
 
-def find_ssns(text: str) -> Iterator[Finding]:
+def find_ssns(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
     from stdnum.us import ssn
 
-    for m in _SSN.finditer(text):
+    for m in _each(_SSN.finditer(text), budget):
         if not ssn.is_valid(re.sub(r"\D", "", m.group())):
             continue
         keyword = bool(_SSN_CONTEXT.search(_around(text, m.start(), m.end())))
@@ -214,7 +226,7 @@ def find_ssns(text: str) -> Iterator[Finding]:
             conf = 0.85 if m.group(1) == "-" else 0.55
         yield Finding(PIIType.US_SSN, m.start(), m.end(), conf, "ssn")
     # An undelimited 9-digit run is an SSN only when the text says so.
-    for m in _SSN_BARE.finditer(text):
+    for m in _each(_SSN_BARE.finditer(text), budget):
         if ssn.is_valid(m.group()) and _SSN_CONTEXT.search(_before(text, m.start(), 40)):
             yield Finding(PIIType.US_SSN, m.start(), m.end(), 0.8, "ssn")
 
@@ -229,8 +241,8 @@ _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w{1,16})?(?![\w:])")
 
 
-def find_ips(text: str) -> Iterator[Finding]:
-    for m in _IPV4.finditer(text):
+def find_ips(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
+    for m in _each(_IPV4.finditer(text), budget):
         addr_s = m.group().split("/", 1)[0]
         try:
             addr = ipaddress.IPv4Address(addr_s)
@@ -246,7 +258,7 @@ def find_ips(text: str) -> Iterator[Finding]:
             conf = 0.9
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv4")
     seen: set[int] = set()
-    for m in _ipv6_candidates(text):
+    for m in _ipv6_candidates(text, budget):
         if m.start() in seen:
             continue
         seen.add(m.start())
@@ -261,9 +273,10 @@ def find_ips(text: str) -> Iterator[Finding]:
         yield Finding(PIIType.IP_ADDRESS, m.start(), m.end(), conf, "ipv6")
 
 
-def _ipv6_candidates(text: str) -> Iterator[re.Match[str]]:
+def _ipv6_candidates(text: str, budget: WorkBudget | None) -> Iterator[re.Match[str]]:
     pos = 0
-    for hint in _IPV6_HINT.finditer(text):
+    # Budget checks on the hints: ":1:" repeated yields hints but no address.
+    for hint in _each(_IPV6_HINT.finditer(text), budget):
         if hint.start() < pos:
             continue  # inside the address just found
         # An address starts at most 40 characters before any of its colons and is at most

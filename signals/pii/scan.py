@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 
+from irtgate.signals.base import WorkBudget
 from irtgate.signals.pii import detectors, names, secrets
 from irtgate.signals.pii.types import PATTERN_TYPES, Finding, PIIType
 from irtgate.signals.text import PromptText
 
+# A detector: text and an optional work budget to stop at -> findings.
+Detector = Callable[[str, WorkBudget | None], Iterator[Finding]]
 DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US",)
 
@@ -48,9 +51,9 @@ class PIIScanner:
         detectors.import_validators()
         if PIIType.PERSON in self.types:
             names.load_ner()
-        table: dict[PIIType, Callable[[str], Iterator[Finding]]] = {
+        table: dict[PIIType, Detector] = {
             PIIType.EMAIL: detectors.find_emails,
-            PIIType.PHONE: partial(detectors.find_phones, regions=self.phone_regions),
+            PIIType.PHONE: partial(_phones, regions=self.phone_regions),
             PIIType.PAYMENT_CARD: detectors.find_cards,
             PIIType.IBAN: detectors.find_ibans,
             PIIType.US_SSN: detectors.find_ssns,
@@ -61,15 +64,29 @@ class PIIScanner:
         self._detectors = [table[t] for t in PIIType if t in self.types]
 
     def scan(self, text: str | PromptText) -> list[Finding]:
+        return self.scan_within(text, None)[0]
+
+    def scan_within(
+        self, text: str | PromptText, budget: WorkBudget | None
+    ) -> tuple[list[Finding], bool]:
+        """Findings, and whether the scan was complete: with a ``budget``, detectors stop
+        looking once it is spent, and what they found so far is returned."""
         raw = text.reveal() if isinstance(text, PromptText) else text
         if not isinstance(raw, str):
             raise TypeError(f"find_pii needs str or PromptText, not {type(raw).__name__}")
         if not raw:
-            return []
-        found = [
-            f for det in self._detectors for f in det(raw) if f.confidence >= self.min_confidence
-        ]
-        return _resolve_overlaps(found)
+            return [], True
+        found: list[Finding] = []
+        for det in self._detectors:
+            if budget is not None and budget.spent():
+                return _resolve_overlaps(found), False  # the detectors left did not look
+            found.extend(f for f in det(raw, budget) if f.confidence >= self.min_confidence)
+        complete = budget is None or not budget.spent()
+        return _resolve_overlaps(found), complete
+
+
+def _phones(text: str, budget: WorkBudget | None, regions: Sequence[str]) -> Iterator[Finding]:
+    return detectors.find_phones(text, regions, budget)
 
 
 def _check_regions(regions: Sequence[str]) -> tuple[str, ...]:
@@ -86,17 +103,27 @@ def _check_regions(regions: Sequence[str]) -> tuple[str, ...]:
 
 def _resolve_overlaps(found: list[Finding]) -> list[Finding]:
     """Keep the most confident (then longest) finding where spans overlap, e.g. a card
-    number that ``phonenumbers`` also accepts as a phone number."""
-    kept: list[Finding] = []
+    number that ``phonenumbers`` also accepts as a phone number.
+
+    Linear in the text: taken spans are marked in a byte map, so each candidate costs its
+    own length (one detector's findings never overlap each other, so the lengths add up to
+    at most a few times the text's), not a pass over everything kept so far.
+    """
+    if len(found) < 2:
+        return found
 
     # Pattern types win ties against NER names: a validated checksum beats a model's guess.
     def rank(f: Finding) -> tuple[float, bool, int, int]:
         return (-f.confidence, f.type is PIIType.PERSON, -(f.end - f.start), f.start)
 
+    taken = bytearray(max(f.end for f in found))
+    kept: list[Finding] = []
     for f in sorted(found, key=rank):
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
+        if taken.find(1, f.start, f.end) == -1:
+            taken[f.start : f.end] = b"\x01" * (f.end - f.start)
             kept.append(f)
-    return sorted(kept, key=lambda f: (f.start, f.end))
+    kept.sort(key=lambda f: (f.start, f.end))
+    return kept
 
 
 _default: PIIScanner | None = None
@@ -123,7 +150,21 @@ def detect_all(text: str | PromptText) -> list[Finding]:
     """Like :func:`find_pii` but with no confidence floor, for callers that apply their own
     (the ``pii`` plugin filters by its ``min_confidence`` and ``types``). Pattern types
     only: names need ``PIIScanner([..., "person"])`` and the NER extra."""
+    return _all_types().scan(text)
+
+
+def detect_all_within(text: str | PromptText, budget: WorkBudget) -> tuple[list[Finding], bool]:
+    """:func:`detect_all` that stops when ``budget`` is spent; also says if it was complete."""
+    return _all_types().scan_within(text, budget)
+
+
+def _all_types() -> PIIScanner:
     global _everything
     if _everything is None:
         _everything = PIIScanner(min_confidence=0.0)
-    return _everything.scan(text)
+    return _everything
+
+
+def import_validators() -> None:
+    """Build the shared scanner now (validators loaded), not on the first request."""
+    _all_types()

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
+from irtgate.signals.base import WorkBudget
 from irtgate.signals.pii.types import Finding, PIIType
 
 # (kind, literal hints, pattern): a pattern runs only if one of its hints occurs in the text;
@@ -86,7 +87,7 @@ def _jwt_header_ok(segment: str) -> bool:
     return isinstance(header, dict) and ("alg" in header or "typ" in header)
 
 
-def _assignments(text: str) -> Iterator[re.Match[str]]:
+def _assignments(text: str, budget: WorkBudget | None = None) -> Iterator[re.Match[str]]:
     """``_ASSIGNED`` matches, searched only in windows around its keywords: finding the
     keywords with str.find is ~4x faster on long code than letting the regex try every
     position (an alternation gives sre no prefix to skip on)."""
@@ -95,7 +96,9 @@ def _assignments(text: str) -> Iterator[re.Match[str]]:
         {i for h in _KEYWORD_HINTS for i in _occurrences(lowered, h)},
     )
     pos = 0
-    for i in starts:
+    # Budget checks on the hints, not on the matches: "token " 43,000 times is 43,000
+    # hints and no match, ~1M regex calls.
+    for i in starts if budget is None else budget.bounded(starts):
         if i < pos:
             continue
         # The longest keyword ("client secret") starts <= 13 chars before a hint, and a
@@ -120,24 +123,27 @@ def _occurrences(haystack: str, needle: str) -> Iterator[int]:
         i = haystack.find(needle, i + 1)
 
 
-def find_secrets(text: str) -> Iterator[Finding]:
+def find_secrets(text: str, budget: WorkBudget | None = None) -> Iterator[Finding]:
+    def each(items: Iterator[re.Match[str]]) -> Iterator[re.Match[str]]:
+        return items if budget is None else budget.bounded(items)
+
     for kind, hints, pattern in _PREFIXED:
         if not any(h in text for h in hints):
             continue
-        for m in pattern.finditer(text):
+        for m in each(pattern.finditer(text)):
             # "sk-learn-is-a-library" has the prefix but not a key's randomness.
             body = m.group().split("-", 1)[-1] if kind != "aws_access_key" else m.group()
             if not _random_looking(body, min_len=16, min_bits=3.0):
                 continue
             yield Finding(PIIType.SECRET, m.start(), m.end(), 0.95, kind)
     if "eyJ" in text:
-        for m in _JWT.finditer(text):
+        for m in each(_JWT.finditer(text)):
             if _jwt_header_ok(m.group().split(".", 1)[0]):
                 yield Finding(PIIType.SECRET, m.start(), m.end(), 0.95, "jwt")
     if "-----BEGIN" in text:
-        for m in _PEM.finditer(text):
+        for m in each(_PEM.finditer(text)):
             yield Finding(PIIType.SECRET, m.start(), m.end(), 0.99, "private_key")
-    for m in _assignments(text):
+    for m in _assignments(text, budget):
         val = m.group("val").rstrip(".:!?")
         if len(val) < 6 or _PLACEHOLDER.match(val) or "(" in val:
             continue

@@ -13,6 +13,7 @@ from irtgate.plugins.base import PluginState
 from irtgate.plugins.bodies import set_system_prompt, text_slots
 from irtgate.plugins.headers import HeadersConfig, HeadersPlugin
 from irtgate.plugins.pii import PiiConfig, PiiPlugin, default_detector
+from irtgate.signals.base import WorkBudget
 from irtgate.signals.errors import ClientError
 from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
@@ -178,12 +179,14 @@ def test_restrict_keeps_only_local_candidates() -> None:
     assert len(st.candidates) == 2  # no PII: nothing to restrict
 
 
-def test_restrict_without_local_candidates_is_503() -> None:
+def test_restrict_without_local_candidates_is_a_403_refusal() -> None:
+    # issue 10: this was 503 no_candidate, which clients retry and alerts page on
     st = state(ApiKind.CHAT, bodies("hi")[ApiKind.CHAT])
     st.candidates = [Entry("cloud", False)]
     with pytest.raises(ClientError) as ei:
         PiiPlugin(PiiConfig(action="restrict"), default_detector()).before_select(st, 0)
-    assert ei.value.status == 503
+    assert (ei.value.status, ei.value.code) == (403, "policy_blocked")
+    assert "email" in ei.value.message
 
 
 @pytest.mark.parametrize(
@@ -230,3 +233,17 @@ def test_headers_set_and_remove() -> None:
     assert st.remove_headers == ["x-drop", "x-team"]
     with pytest.raises(ValueError, match="control character"):
         HeadersConfig(set={"x-a": "b\r\nInjected: 1"})
+
+
+def test_a_scan_cut_by_the_work_budget_is_flagged_and_restrict_stays_local() -> None:
+    st = state(ApiKind.CHAT, {"messages": [{"role": "user", "content": "1234567 " * 2000}]})
+    st.budget = WorkBudget(cpu_seconds=0.0)
+    st.budget.start()
+    PiiPlugin(PiiConfig(action="restrict"), default_detector()).before_select(st, 0)
+    assert st.notes["pii.truncated"] is True
+    assert [c.name for c in st.candidates] == ["on-prem"]  # unread text may hold PII
+    full = state(ApiKind.CHAT, {"messages": [{"role": "user", "content": "nothing here"}]})
+    full.budget = WorkBudget()
+    full.budget.start()
+    PiiPlugin(PiiConfig(action="restrict"), default_detector()).before_select(full, 0)
+    assert "pii.truncated" not in full.notes and len(full.candidates) == 2

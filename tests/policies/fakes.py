@@ -158,3 +158,13 @@ def _router_signal(params: Mapping[str, Any], resources: Resources) -> RouterSig
 
 if "t_router" not in registered():
     register("t_router", RouterSignal)(_router_signal)
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs" policy: ``width ** levels`` strings from a few hundred bytes."""
+    lines = ["version: 1", 'l0: &l0 ["lol"]']
+    for i in range(1, levels + 1):
+        refs = ", ".join(f"*l{i - 1}" for _ in range(width))
+        lines.append(f"l{i}: &l{i} [{refs}]")
+    lines.append(f"default: {{candidates: *l{levels}}}")
+    return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from irtgate.policies.runtime import default_resources
 from irtgate.policies.schema import SCHEMA_FILE, schema_text
 from irtgate.server.cli import main
 from irtgate.signals.base import Resources
+from tests.policies.fakes import alias_bomb
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SHIPPED = [POLICIES / "default.yaml", *sorted((POLICIES / "examples").glob("*.yaml"))]
@@ -81,6 +82,21 @@ def test_cli_check_reports_all_errors(tmp_path: Path, capsys: pytest.CaptureFixt
         f"{bad}:8: decisions[0].candidates[1]: unknown catalog entry 'y'",
         f"{bad}: 3 errors",
     ]
+
+
+def test_cli_check_refuses_an_alias_bomb_and_a_huge_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 10: `policy check` died of MemoryError on a 0.5 KB file
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    assert main(["policy", "check", str(bomb), "--no-router"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{bomb}:3: l1[0]: YAML aliases (*name) are not allowed; write the value out"
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (2 * 1024 * 1024))
+    assert main(["policy", "check", str(huge), "--no-router"]) == 1
+    assert "larger than" in capsys.readouterr().err
 
 
 def test_cli_check_ok_and_schema(capsys: pytest.CaptureFixture[str]) -> None:

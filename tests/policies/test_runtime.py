@@ -11,7 +11,7 @@ import pytest
 
 from irtgate.policies.errors import PolicyError
 from irtgate.policies.runtime import PolicyRuntime
-from tests.policies.fakes import BASE, chat, fake_resources
+from tests.policies.fakes import BASE, alias_bomb, chat, fake_resources
 
 
 def policy(default_choice: str) -> str:
@@ -153,3 +153,22 @@ async def test_reload_through_a_kubernetes_style_configmap_swap(tmp_path: Path) 
         assert (await rt.decide(chat({}))).choice.config == "mid"
     finally:
         await rt.stop()
+
+
+def test_reload_refuses_an_alias_bomb_and_keeps_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy("small"))
+    events: list[tuple[str, str | None]] = []
+    rt = PolicyRuntime.from_file(
+        path,
+        resources=fake_resources(),
+        watch=False,
+        on_reload=lambda o, e: events.append((o, e)),
+    )
+    good = rt.snapshot
+    path.write_text(alias_bomb())
+    assert rt.reload() is False
+    assert rt.snapshot is good
+    ((outcome, error),) = events
+    assert outcome == "error" and error is not None
+    assert f"{path}:3: l1[0]: YAML aliases" in error

@@ -7,7 +7,8 @@ import pytest
 from irtgate.plugins.reasoning import FAMILIES, LEVELS, BudgetError
 from irtgate.policies.compile import compile_policy
 from irtgate.policies.errors import PolicyError
-from tests.policies.fakes import BASE, fake_resources
+from irtgate.policies.loader import MAX_POLICY_BYTES
+from tests.policies.fakes import BASE, alias_bomb, fake_resources
 
 DEFAULT = """\
 default:
@@ -328,3 +329,21 @@ def test_router_configs_are_not_checked_without_a_router() -> None:
     text = BASE.replace("router_config: mid", "router_config: unknown-one") + DEFAULT
     compile_policy(text, "p.yaml", None)
     assert "the router has no configuration 'unknown-one'" in problems(text)[0]
+
+
+def test_yaml_aliases_are_refused_unexpanded() -> None:
+    # issue 10: a 0.5 KB "billion laughs" file grew the server to 8 GB; refused at once now
+    got = problems(alias_bomb())
+    assert got[0] == ("p.yaml:3: l1[0]: YAML aliases (*name) are not allowed; write the value out")
+    assert all("aliases" in g for g in got)
+    assert len(got) <= 100  # each alias is reported where it is used, never followed
+    (one,) = problems(BASE + "x: &d [a]\ny: *d\n" + DEFAULT)
+    assert one.endswith(": y: YAML aliases (*name) are not allowed; write the value out")
+
+
+def test_oversized_and_too_deep_policies_are_refused() -> None:
+    big = BASE + DEFAULT + "# " + "x" * MAX_POLICY_BYTES + "\n"
+    limit = f"the policy file is larger than {MAX_POLICY_BYTES} bytes"
+    assert problems(big) == [f"p.yaml: <root>: {limit}"]
+    (deep,) = problems("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert "nested too deeply" in deep

@@ -140,6 +140,7 @@ def drive(m: Metrics, scale: int) -> None:
     m.pii_findings.labels("email", "redact").inc(scale)
     m.pii_findings.labels("iban", "block").inc(scale)
     m.encoder_truncations.labels("minilm-int8").inc(scale)
+    m.signal_truncations.labels("pii").inc(scale)
     m.policy_reloads.labels("ok").inc()
     m.policy_reloads.labels("error").inc()
     m.policy_info.labels("/etc/irtgate/policy.yaml", "3f2a9c").set(1)

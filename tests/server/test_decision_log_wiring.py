@@ -61,7 +61,7 @@ def test_routed_and_refused_decisions_are_logged(tmp_path: Path) -> None:
     )
     log.start()
     core = _core(log, metrics)
-    asyncio.run(core.decide(ApiKind.CHAT, _body("hello"), "req-1"))
+    asyncio.run(core.decide(ApiKind.CHAT, _body("hello"), request_id="req-1"))
     with pytest.raises(ClientError):
         asyncio.run(core.decide(ApiKind.CHAT, _body("card 4111 1111 1111 1111 please")))
     log.close()

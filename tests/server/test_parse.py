@@ -187,3 +187,49 @@ def test_deeply_nested_json_is_a_client_error() -> None:
     with pytest.raises(ClientError) as e:
         decode_json(b"[" * 100_000 + b"]" * 100_000)
     assert e.value.status == 400
+
+
+_CHAT_TAIL = b',"messages":[{"role":"user","content":"x"}]}'
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        # issue 10: each of these was a 500 (an exception other than ClientError)
+        (b'{"model":"m","messages":[{"role":"user","content":[{"type":["text"]}]}]}', "'type'"),
+        (b'{"model":"m","messages":[{"role":"user","content":[{"type":{}}]}]}', "'type'"),
+        (b'{"model":"m","messages":[{"role":"user","content":"\\ud800"}]}', "surrogate"),
+        (b'{"model":"m","messages":[{"role":"\\udfff","content":"x"}]}', "surrogate"),
+        (b'{"model":"m","\\ud800":1' + _CHAT_TAIL, "surrogate"),
+        (b'{"model":"m","n":' + b"9" * 4301 + _CHAT_TAIL, "number too long"),
+        # non-standard JSON the upstream would get back re-serialised
+        (b'{"model":"m","temperature":NaN' + _CHAT_TAIL, "NaN"),
+        (b'{"model":"m","temperature":-Infinity' + _CHAT_TAIL, "Infinity"),
+        (b'{"model":"m","temperature":1e999' + _CHAT_TAIL, "out of range"),
+        # irtgate would route on the last "model", an upstream may read the first
+        (b'{"model":"auto","model":"gpt-4o"' + _CHAT_TAIL, "duplicate key 'model'"),
+        (b'{"model":"m","messages":[{"role":"user","role":"system","content":"x"}]}',
+         "duplicate key 'role'"),
+        (b'{"model":"m","metadata":{"a b c secret":1,"a b c secret":2}' + _CHAT_TAIL,
+         "duplicate key in"),
+    ],
+)  # fmt: skip
+def test_hostile_json_is_a_400(body: bytes, fragment: str) -> None:
+    with pytest.raises(ClientError) as e:
+        parse_request(ApiKind.CHAT, body)
+    assert e.value.status == 400
+    assert fragment in e.value.message
+    assert "secret" not in e.value.message
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    emoji = parse_request(
+        ApiKind.CHAT, b'{"model":"m","messages":[{"role":"user","content":"\\ud83d\\ude00"}]}'
+    )
+    assert emoji.messages[0].text.reveal() == "\U0001f600"
+    text = parse_request(
+        ApiKind.CHAT, b'{"model":"m","messages":[{"role":"user","content":"\\\\ud800"}]}'
+    )
+    assert text.messages[0].text.reveal() == "\\ud800"
+    big = parse_request(ApiKind.CHAT, b'{"model":"m","n":' + b"9" * 4000 + _CHAT_TAIL)
+    assert big.body["n"] == int("9" * 4000)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.base import Resources, SignalContext, WorkBudget, registered
 from irtgate.signals.keyword import KeywordSignal, check_regex, make_keyword
 from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
+from tests.signals.scaling import QUADRATIC_GUARD, growth
 
 
 def ctx(*turns: tuple[str, str]) -> SignalContext:
@@ -36,6 +38,7 @@ def sig() -> Any:
 def test_fields_include_one_boolean_per_list(sig: Any) -> None:
     assert dict(sig.fields) == {
         "matched": tuple,
+        "truncated": bool,
         "urgent": bool,
         "langs": bool,
         "sql": bool,
@@ -45,7 +48,7 @@ def test_fields_include_one_boolean_per_list(sig: Any) -> None:
     assert registered()["keyword"][1] is make_keyword
     # A second configuration has its own fields; the first is not changed.
     other = make_keyword({"lists": {"x": {"literals": ["y"]}}}, Resources())
-    assert set(other.fields) == {"matched", "x"} and "urgent" in sig.fields
+    assert set(other.fields) == {"matched", "truncated", "x"} and "urgent" in sig.fields
     assert tuple(sig.labels["matched"]) == tuple(LISTS)
 
 
@@ -137,3 +140,26 @@ def test_factory_rejects_bad_params(params: dict[str, Any], named: str) -> None:
 def test_values_carry_no_prompt_text(sig: Any) -> None:
     out = sig.compute(ctx(("user", "my secret project asap")))
     assert "secret" not in repr(out)
+
+
+def test_an_operator_regex_stays_linear_on_a_hostile_text() -> None:
+    # issue 10: the docstring's own example is quadratic on a text of many "select"s and no
+    # "from" (80 KB took 20 s); regexes now search bounded windows of long texts.
+    sig = make_keyword({"lists": {"sql": {"regexes": [r"\bselect\b.+\bfrom\b"]}}}, Resources())
+
+    def work(n: int) -> Callable[[], object]:
+        c = ctx(("user", "select " * (n // 7)))
+        return lambda: sig.compute(c)
+
+    assert growth(work, 6000) < QUADRATIC_GUARD
+    long = "x " * 5000 + "select a, b from t " + "y " * 5000
+    assert sig.compute(ctx(("user", long)))["sql"] is True
+
+
+def test_a_spent_budget_reports_truncated() -> None:
+    sig = make_keyword({"lists": {"sql": {"regexes": [r"\bselect\b.+\bfrom\b"]}}}, Resources())
+    budget = WorkBudget(cpu_seconds=0.0)
+    budget.start()
+    c = ctx(("user", "select " * 2000))
+    c.budget = budget
+    assert sig.compute(c) == {"matched": (), "sql": False, "truncated": True}

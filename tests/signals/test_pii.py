@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections.abc import Callable
 
 import pytest
 
-from irtgate.signals.base import Resources, SignalContext, registered
+from irtgate.signals.base import Resources, SignalContext, WorkBudget, registered
 from irtgate.signals.pii import (
     SCRATCH_KEY,
     Finding,
@@ -21,6 +23,7 @@ from irtgate.signals.pii import (
 from irtgate.signals.pii.names import ner_available
 from irtgate.signals.request import ApiKind, LLMRequest, Message
 from irtgate.signals.text import PromptText
+from tests.signals.scaling import QUADRATIC_GUARD, growth
 
 
 def kinds(text: str) -> list[tuple[str, str]]:
@@ -189,7 +192,7 @@ def test_signal_scans_every_turn_including_tool_results() -> None:
     )
     ctx = SignalContext(req)
     out = sig.compute(ctx)
-    assert out == {"found": True, "types": ("email", "ip_address"), "count": 2}
+    assert out == {"found": True, "types": ("email", "ip_address"), "count": 2, "truncated": False}
     assert set(ctx.scratch[SCRATCH_KEY]) == {2}
     assert not ctx.embedded  # no encoder pass for a pattern signal
 
@@ -199,16 +202,16 @@ def test_signal_remembers_long_turns_by_digest() -> None:
     assert isinstance(sig, PIISignal)
     history = "Meeting notes, nothing personal here. " * 150 + "Mail ops@example.com."
     calls: list[int] = []
-    scan = sig.scanner.scan
+    scan = sig.scanner.scan_within
 
-    def spy(text: str | PromptText) -> list[Finding]:
+    def spy(text: str | PromptText, budget: WorkBudget | None) -> tuple[list[Finding], bool]:
         calls.append(len(text))
-        return scan(text)
+        return scan(text, budget)
 
-    sig.scanner.scan = spy  # type: ignore[method-assign]
+    sig.scanner.scan_within = spy  # type: ignore[method-assign]
     a = sig.compute(SignalContext(request(("system", history), ("user", "hi"))))
     b = sig.compute(SignalContext(request(("system", history), ("user", "hello"))))
-    assert a == b == {"found": True, "types": ("email",), "count": 1}
+    assert a == b == {"found": True, "types": ("email",), "count": 1, "truncated": False}
     assert len([n for n in calls if n > 4096]) == 1  # the long turn was scanned once
     assert all(isinstance(k, bytes) for k in sig._memo)
 
@@ -216,7 +219,12 @@ def test_signal_remembers_long_turns_by_digest() -> None:
 def test_signal_last_user_scope_ignores_history() -> None:
     sig = make_pii({"scope": "last_user"}, Resources())
     req = request(("user", "my card is 4111 1111 1111 1111"), ("user", "never mind"))
-    assert sig.compute(SignalContext(req)) == {"found": False, "types": (), "count": 0}
+    assert sig.compute(SignalContext(req)) == {
+        "found": False,
+        "types": (),
+        "count": 0,
+        "truncated": False,
+    }
 
 
 def test_signal_values_hold_no_prompt_text() -> None:
@@ -298,3 +306,71 @@ def test_assignment_scan_keeps_what_a_window_search_keeps() -> None:
         assert [(m.span(), m.groupdict()) for m in secrets._assignments(text)] == want
         found += len(want)
     assert found > 100
+
+
+# Bodies made of one kind of finding, repeated: the overlap resolution used to compare each
+# finding with every one kept before it (128 KiB of SSNs: 1.5 s, x4 per doubling). SSNs
+# themselves are left out: the phone matcher's (linear) cost on them hides the rest here.
+_REPEATED = {
+    "email": "a.b@example.com ",
+    "ipv6": "fe80::1:2 ",
+    "credential": "api_key = abcdef123456ABCDEF ",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_REPEATED))
+def test_scan_time_grows_linearly_with_many_findings(kind: str) -> None:
+    scanner = PIIScanner(min_confidence=0.0)
+    unit = _REPEATED[kind]
+
+    def work(n: int) -> Callable[[], object]:
+        text = unit * (n // len(unit))
+        return lambda: scanner.scan(text)
+
+    assert growth(work, 16_000) < QUADRATIC_GUARD
+
+
+def test_signal_reads_at_most_max_chars_newest_turn_first() -> None:
+    sig = make_pii({"max_chars": 2000}, Resources())
+    old = "filler words " * 200 + "my old mail: a.b@example.com"  # past the bound
+    req = request(("user", old), ("assistant", "ok"), ("user", "card 4111 1111 1111 1111"))
+    out = sig.compute(SignalContext(req))
+    assert out == {"found": True, "types": ("payment_card",), "count": 1, "truncated": True}
+    full = make_pii({}, Resources()).compute(SignalContext(req))
+    assert full["types"] == ("email", "payment_card") and full["truncated"] is False
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "1234567 " * 20_000,  # phone candidates: ~20 us a character to judge
+        "token " * 40_000,  # credential hints with no assignment: ~1M regex calls
+        ":1:" * 40_000,  # IPv6 hints with no address
+    ],
+)
+def test_signal_stops_when_its_cpu_budget_is_spent(hostile: str) -> None:
+    sig = make_pii({}, Resources())
+    assert isinstance(sig, PIISignal)
+    budget = WorkBudget(cpu_seconds=0.05)
+    ctx = SignalContext(request(("user", hostile)), budget=budget)
+    budget.start()
+    t0 = time.thread_time()
+    out = sig.compute(ctx)
+    assert out["truncated"] is True
+    assert time.thread_time() - t0 < 0.5  # the whole text takes seconds
+    assert sig.memo_size() == (0, 0)  # a partial scan is never remembered
+
+
+def test_memo_stays_bounded_under_many_distinct_hostile_turns() -> None:
+    # issue 10: after 8,984 hostile bodies RSS went from 164 to 409 MB; turns dense with
+    # findings (hundreds each) filled a memo bounded only by its number of entries.
+    sig = make_pii({}, Resources())
+    assert isinstance(sig, PIISignal)
+    for i in range(300):
+        body = f"{i} " + "a.b@example.com " * 300  # distinct, long, 300 findings each
+        sig.compute(SignalContext(request(("user", body))))
+        small = f"{i} " + "c@example.org " + "filler " * 700  # distinct, long, 1 finding
+        sig.compute(SignalContext(request(("user", small))))
+    turns, findings = sig.memo_size()
+    assert findings <= PIISignal.MEMO_FINDINGS and turns <= PIISignal.MEMO_SIZE
+    assert turns == 300  # the sparse ones are remembered, the dense ones are not
