@@ -51,6 +51,7 @@ BOUNDED_LABELS = frozenset(
         "version",
         "envoy_http_conn_manager_prefix",
         "envoy_cluster_name",
+        "result",  # the decision log's written / dropped / error
     }
 )
 

@@ -205,6 +205,7 @@ def _the_group_exports_what_one_process_does(group: tuple[WorkerGroup, ConfigMap
             "irtgate_streams_active",
             "irtgate_estimated_cost_usd",
             "irtgate_baseline_cost_usd",
+            "irtgate_decision_log_lines",
         )
     }
     # One unlabelled total, as in one process: the dashboard's job/instance variables read it.
