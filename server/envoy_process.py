@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,10 @@ _PR_SET_PDEATHSIG: Final = 1
 _prctl: Callable[..., int] | None = None
 if sys.platform == "linux":
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+_setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+_SETPRIV: Final[list[str]] = [_setpriv, "--pdeathsig", "TERM", "--"] if _setpriv else []
 
 
 def _parent_death_signal() -> None:
@@ -82,8 +87,13 @@ class EnvoyProcess:
         out = self._log_to
         if out is None:
             out = self._own_log = self.log_path.open("wb")
+        # setpriv (util-linux) sets the parent-death signal and execs Envoy: no Python runs
+        # between fork and exec, which a preexec_fn would do in a process with gRPC threads
+        # (seen here as an aborted child). The preexec_fn is only a fallback.
+        launcher = _SETPRIV if self.die_with_parent and _SETPRIV else []
         self.proc = subprocess.Popen(
             [
+                *launcher,
                 envoy_binary(),
                 "-c",
                 str(self.config_path),
@@ -101,7 +111,7 @@ class EnvoyProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_parent_death_signal if self.die_with_parent else None,
+            preexec_fn=_parent_death_signal if self.die_with_parent and not launcher else None,
             env=self.env,
         )
         deadline = time.monotonic() + timeout

@@ -126,9 +126,13 @@ class StreamProcessor:
             # Not ours to route: closing the stream now also spares Envoy sending the body.
             self.done = True
             self.core.count_unrouted()
-        if ROUTE_HEADER not in h:
-            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
-        # The route was picked with the client's copy in place: drop it and pick again.
+        if ROUTE_HEADER not in h and api is not None:
+            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())  # body phase routes
+        # The route may have been picked with a client's copy in place, here or before an
+        # earlier filter (the x-irtgate-* strip) removed it: drop it and pick again. For a
+        # request irtgate does not route this is the last chance to do so.
+        # (Envoy clears the route cache only along with a header mutation, so the removal is
+        # sent even when the header is already gone.)
         common = pb.CommonResponse(clear_route_cache=True)
         common.header_mutation.remove_headers.append(ROUTE_HEADER)
         return pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
