@@ -18,7 +18,6 @@ average at start and end goes into the report.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -28,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_report  # benchmarks/_report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 
-REPORTS = REPO / "benchmarks" / "reports"
 LENGTHS = (16, 64, 128, 256, 500)
 # Varied vocabulary so that token counts are realistic and no cache trick applies.
 _PROSE = (
@@ -175,10 +174,7 @@ def main() -> None:
         "artifact_mib": sizes,
         "repeat": repeat,
     }
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    (REPORTS / "encoder_latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    (REPORTS / "encoder_latency.md").write_text(markdown(report))
-    print(f"wrote {REPORTS / 'encoder_latency.md'}")
+    write_report("encoder_latency", report, markdown(report))
 
 
 def _window(w: dict[str, int]) -> str:

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from _http import connect, post_bytes, timed  # benchmarks/_http.py, beside this script
+from _report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
-REPORTS = REPO / "benchmarks" / "reports"
 BODY = json.dumps(
     {"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
 ).encode()
@@ -252,10 +252,7 @@ def main() -> int:
     md = markdown(r)
     print(md)
     if not args.quick:
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        (REPORTS / "gateway_latency.json").write_text(json.dumps(r, indent=2) + "\n")
-        (REPORTS / "gateway_latency.md").write_text(md)
-        print(f"wrote {REPORTS / 'gateway_latency.md'} and .json")
+        write_report("gateway_latency", r, md)
     return 0
 
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from _http import connect, post_bytes  # benchmarks/_http.py, beside this script
+from _report import write_report
 
-REPORTS = Path(__file__).resolve().parent / "reports"
 NORMAL = ("plain", "pii", "long")
 HOSTILE = ("large", "malformed")
 _TOPICS = (
@@ -262,10 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(r)
     print(md)
     if not args.quick:
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        (REPORTS / "soak.json").write_text(json.dumps(r, indent=2) + "\n")
-        (REPORTS / "soak.md").write_text(md)
-        print(f"wrote {REPORTS / 'soak.md'} and .json")
+        write_report("soak", r, md)
     return 0 if r["irtgate_alive_at_end"] else 1
 
 

@@ -39,10 +39,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _report import write_report  # benchmarks/_report.py, beside this script
 from decision_latency import POLICY, POOL, body  # benchmarks/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-REPORTS = REPO / "benchmarks" / "reports"
 
 
 def free_port() -> int:
@@ -235,10 +235,7 @@ def main() -> int:
     md = markdown(r)
     print(md)
     if not args.quick:
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        (REPORTS / "workers.json").write_text(json.dumps(r, indent=2) + "\n")
-        (REPORTS / "workers.md").write_text(md)
-        print(f"wrote {REPORTS / 'workers.md'} and .json")
+        write_report("workers", r, md)
     return 0
 
 
